@@ -1,0 +1,17 @@
+"""Switch EMA (SEMA) for the OpenMMLab training stack.
+
+Importing this package registers :class:`SwitchEMAModel` in mmengine's root
+``MODELS`` registry and :class:`SEMAHook` in its root ``HOOKS`` registry, so
+``type='SEMAHook'`` resolves under any downstream scope (``mmdet``,
+``mmpretrain``, ...). It also allow-lists the data types of mmengine
+checkpoints for ``torch.load(weights_only=True)`` so that ``resume`` works on
+torch >= 2.6 (see :mod:`sema_mm.utils.checkpoint`).
+"""
+from .hooks import SEMAHook
+from .models import SwitchEMAModel
+from .utils import allow_mmengine_checkpoints
+from .version import __version__
+
+allow_mmengine_checkpoints()
+
+__all__ = ['SEMAHook', 'SwitchEMAModel', '__version__']

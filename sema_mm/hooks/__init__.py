@@ -1,0 +1,3 @@
+from .sema_hook import SEMAHook
+
+__all__ = ['SEMAHook']

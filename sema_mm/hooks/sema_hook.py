@@ -1,0 +1,236 @@
+"""The schedule of Switch EMA: when the EMA moves and when it is switched."""
+import logging
+import numbers
+from fractions import Fraction
+from typing import Optional, Union
+
+from mmengine.hooks import EMAHook
+from mmengine.logging import print_log
+from mmengine.registry import HOOKS
+
+from ..models.switch_ema import check_momentum, copy_ema_to, switch_statistics
+
+DATA_BATCH = Optional[Union[dict, tuple, list]]
+
+_NONFINITE_POLICIES = ('warn', 'raise')
+
+
+def _check_int(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f'`{name}` must be an integer >= {minimum}, but got '
+                        f'{value!r} ({type(value).__name__})')
+    if value < minimum:
+        raise ValueError(f'`{name}` must be an integer >= {minimum}, but got '
+                         f'{value!r}')
+    return int(value)
+
+
+@HOOKS.register_module()
+class SEMAHook(EMAHook):
+    r"""Switch EMA: an EMA of the weights, copied back into the model at the
+    end of every switch interval.
+
+    After every optimizer step the EMA moves towards the model,
+    :math:`\theta_{ema} \leftarrow (1 - m)\,\theta_{ema} + m\,\theta`
+    (mmengine convention; the paper's decay is :math:`\alpha = 1 - m`).
+    At the end of every ``switch_interval`` the EMA is copied into the
+    training model, :math:`\theta \leftarrow \theta_{ema}`, and training
+    continues from there; the optimizer and its state are untouched. See
+    `Switch EMA: A Free Lunch for Better Flatness and Sharpness
+    <https://arxiv.org/abs/2402.09240>`_.
+
+    Everything :class:`mmengine.hooks.EMAHook` does is inherited: the EMA
+    weights are swapped in for validation and test, checkpoints hold the EMA
+    weights in ``state_dict`` and the training weights in
+    ``ema_state_dict``, ``begin_iter`` / ``begin_epoch`` delay the EMA, and
+    a checkpoint without EMA initialises it from ``state_dict``. With
+    ``switch_interval=None`` the hook never switches and behaves as
+    ``EMAHook`` with the same averaged model.
+
+    Note:
+        The priority is ``'NORMAL'`` as for ``EMAHook``: ``after_train_iter``
+        runs after the optimizer step (in the loop's ``run_iter``) and before
+        ``LoggerHook`` (``'BELOW_NORMAL'``) and ``CheckpointHook``
+        (``'VERY_LOW'``), so the switch at the end of an epoch happens before
+        that epoch's log line, validation and checkpoint. The switch schedule
+        counts data iterations (``runner.iter``); the EMA advances once per
+        optimizer step, so under gradient accumulation
+        (``optim_wrapper.accumulative_counts=k``) it moves once every ``k``
+        iterations.
+
+    Args:
+        ema_type (str): Any registered mmengine averaged model
+            (``'SwitchEMAModel'``, ``'ExponentialMovingAverage'``,
+            ``'MomentumAnnealingEMA'``, mmdet's ``'ExpMomentumEMA'``, ...).
+            Defaults to 'SwitchEMAModel'.
+        strict_load (bool): Strict key matching when loading the EMA from a
+            checkpoint. Defaults to False.
+        begin_iter (int): Iteration at which the EMA starts. Defaults to 0.
+        begin_epoch (int): Epoch at which the EMA starts; not together with
+            ``begin_iter``. Defaults to 0.
+        switch_interval (float | int, optional): Copy the EMA into the model
+            every this many epochs (``switch_by_epoch=True``; fractions
+            allowed, an epoch being ``len(train_dataloader)`` iterations, also
+            under ``IterBasedTrainLoop``) or iterations
+            (``switch_by_epoch=False``; integers only). None never switches.
+            Defaults to 1.
+        switch_by_epoch (bool): Count ``switch_interval`` in epochs.
+            Defaults to True.
+        nonfinite (str): What to do when the EMA holds NaN/Inf at a switch:
+            ``'warn'`` (skip the switch and warn) or ``'raise'``
+            (``RuntimeError``). The training model is never overwritten with
+            a non-finite EMA. Defaults to 'warn'.
+        **kwargs: Passed to the averaged model, e.g. ``momentum`` (mmengine
+            convention, in (0, 1); SwitchEMAModel's default 0.001 is the
+            paper's alpha = 0.999), ``interval``, ``update_buffers``.
+    """
+
+    priority = 'NORMAL'
+
+    def __init__(self,
+                 ema_type: str = 'SwitchEMAModel',
+                 strict_load: bool = False,
+                 begin_iter: int = 0,
+                 begin_epoch: int = 0,
+                 switch_interval: Optional[Union[int, float]] = 1,
+                 switch_by_epoch: bool = True,
+                 nonfinite: str = 'warn',
+                 **kwargs) -> None:
+        begin_iter = _check_int(begin_iter, 'begin_iter', 0)
+        begin_epoch = _check_int(begin_epoch, 'begin_epoch', 0)
+        if begin_iter and begin_epoch:
+            raise ValueError('`begin_iter` and `begin_epoch` cannot both be '
+                             f'set, but got begin_iter={begin_iter} and '
+                             f'begin_epoch={begin_epoch}')
+        if 'momentum' in kwargs:
+            kwargs['momentum'] = check_momentum(kwargs['momentum'])
+        if not isinstance(switch_by_epoch, bool):
+            raise TypeError('`switch_by_epoch` must be True or False, but got '
+                            f'{switch_by_epoch!r}')
+        if switch_interval is not None:
+            if isinstance(switch_interval, bool) or not isinstance(
+                    switch_interval, numbers.Real):
+                raise TypeError(
+                    '`switch_interval` must be a positive number of epochs '
+                    '(or an integer number of iterations with '
+                    f'switch_by_epoch=False) or None, but got '
+                    f'{switch_interval!r} ({type(switch_interval).__name__})')
+            if not switch_interval > 0 or switch_interval == float('inf'):
+                raise ValueError('`switch_interval` must be a finite number '
+                                 f'> 0 or None, but got {switch_interval!r}')
+            if not switch_by_epoch:
+                switch_interval = _check_int(switch_interval,
+                                             'switch_interval', 1)
+        if nonfinite not in _NONFINITE_POLICIES:
+            raise ValueError(f'`nonfinite` must be one of '
+                             f'{_NONFINITE_POLICIES}, but got {nonfinite!r}')
+        super().__init__(ema_type, strict_load, begin_iter, begin_epoch,
+                         **kwargs)
+        self.switch_interval = switch_interval
+        self.switch_by_epoch = switch_by_epoch
+        self.nonfinite = nonfinite
+        # Interval in iterations, as an exact fraction; set in before_train.
+        self.switch_iters: Optional[Fraction] = None
+
+    # ------------------------------------------------------------------
+    # schedule
+    def before_train(self, runner) -> None:
+        """Resolve the switch interval into iterations and check it.
+
+        Args:
+            runner (Runner): The runner of the training process.
+        """
+        super().before_train(runner)
+        if self.switch_interval is None:
+            self.switch_iters = None
+            return
+        interval = Fraction(self.switch_interval).limit_denominator(10**6)
+        if self.switch_by_epoch:
+            iters_per_epoch = len(runner.train_dataloader)
+            self.switch_iters = interval * iters_per_epoch
+            if self.switch_iters < 1:
+                raise ValueError(
+                    f'`switch_interval`={self.switch_interval} epochs is '
+                    f'{float(self.switch_iters):.3g} iterations with '
+                    f'{iters_per_epoch} iterations per epoch; it must come to '
+                    f'at least one iteration, i.e. >= '
+                    f'{1 / iters_per_epoch:.3g} epochs')
+        else:
+            self.switch_iters = interval
+        print_log(
+            f'SEMAHook: switching every {self.switch_interval} '
+            f'{"epoch(s)" if self.switch_by_epoch else "iteration(s)"} = '
+            f'{float(self.switch_iters):g} iterations', 'current')
+
+    def switch_due(self, num_iters: int) -> bool:
+        """Whether a switch is due after ``num_iters`` finished iterations.
+
+        Switches happen after iteration ``ceil(k * T)`` for k = 1, 2, ...,
+        with ``T`` the interval in iterations; whole-epoch intervals land on
+        epoch ends.
+
+        Args:
+            num_iters (int): Iterations finished so far (``runner.iter + 1``
+                in ``after_train_iter``).
+
+        Returns:
+            bool: True if the EMA should be copied into the model now.
+        """
+        if self.switch_iters is None:
+            return False
+        num, den = self.switch_iters.numerator, self.switch_iters.denominator
+        return (num_iters * den) // num != ((num_iters - 1) * den) // num
+
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch: DATA_BATCH = None,
+                         outputs: Optional[dict] = None) -> None:
+        """Update the EMA if the optimizer stepped, then switch if due.
+
+        Args:
+            runner (Runner): The runner of the training process.
+            batch_idx (int): The index of the current batch in the loop.
+            data_batch (dict | tuple | list, optional): Data from the
+                dataloader. Defaults to None.
+            outputs (dict, optional): Outputs from the model.
+                Defaults to None.
+        """
+        should_update = getattr(runner.optim_wrapper, 'should_update', None)
+        if should_update is None or should_update():
+            super().after_train_iter(runner, batch_idx, data_batch, outputs)
+        if self.switch_due(runner.iter + 1) and self._ema_started(runner):
+            self.switch(runner)
+
+    # ------------------------------------------------------------------
+    # the switch
+    def switch(self, runner) -> bool:
+        """Copy the EMA into the training model, log the distance before it.
+
+        Args:
+            runner (Runner): The runner of the training process.
+
+        Returns:
+            bool: Whether the EMA was copied (False when it held NaN/Inf and
+            ``nonfinite='warn'``).
+        """
+        distance, finite = switch_statistics(self.ema_model, self.src_model)
+        where = f'epoch {runner.epoch + 1}, iter {runner.iter + 1}'
+        if not finite:
+            msg = (f'SEMAHook: the EMA holds NaN/Inf at the switch ({where}); '
+                   'it is not copied into the model')
+            if self.nonfinite == 'raise':
+                raise RuntimeError(msg)
+            print_log(msg, 'current', logging.WARNING)
+            return False
+        copy_ema_to(self.ema_model, self.src_model)
+        # The switch count follows from the iteration, so it survives resume.
+        index = (runner.iter + 1) * self.switch_iters.denominator // \
+            self.switch_iters.numerator
+        print_log(
+            f'SEMAHook: switch {index} ({where}): '
+            f'||param - ema|| / ||param|| = {distance:.6g}', 'current')
+        runner.message_hub.update_scalar('train/sema_distance', distance)
+        runner.visualizer.add_scalars({'sema/distance': distance},
+                                      step=runner.iter + 1)
+        return True
