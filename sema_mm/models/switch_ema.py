@@ -194,6 +194,9 @@ class SwitchEMAModel(ExponentialMovingAverage):
         super().__init__(model, momentum, int(interval), device,
                          update_buffers)
         self._num_updates = 0  # host mirror of ``self.steps``
+        # ``steps.add_(1)`` would wrap the Python 1 in a fresh tensor.
+        self.register_buffer('_one', torch.ones_like(self.steps),
+                             persistent=False)
         self._src_ref = None
         self._lists = None
 
@@ -257,7 +260,7 @@ class SwitchEMAModel(ExponentialMovingAverage):
             torch._foreach_lerp_(avg_e, avg_s, self.momentum)
         if cp_e:
             torch._foreach_copy_(cp_e, cp_s)
-        self.steps.add_(1)
+        self.steps.add_(self._one)
         self._num_updates += 1
 
     def copy_to(self, model: nn.Module) -> None:
