@@ -69,6 +69,8 @@ class Probe(Hook):
 
     def before_train(self, runner):
         self.initial = copy.deepcopy(runner.model.state_dict())
+        self.initial_ema = copy.deepcopy(
+            self._sema(runner).ema_model.module.state_dict())
 
     def _sema(self, runner):
         return next(h for h in runner.hooks if isinstance(h, EMAHook))
