@@ -1,0 +1,8 @@
+# +EMA: Cascade Mask R-CNN R-50 FPN, multi-scale, SGD, 36 epochs (paper Table
+# 6).
+# EMA: paper alpha 0.9999 -> mmengine momentum 1e-4 (m = 1 - alpha).
+_base_ = 'mmdet::cascade_rcnn/cascade-mask-rcnn_r50_fpn_ms-3x_coco.py'
+
+custom_imports = dict(imports=['sema_mm'], allow_failed_imports=False)
+
+custom_hooks = [dict(type='EMAHook', momentum=1e-4)]

@@ -1,0 +1,4 @@
+# Basic (no EMA): MAE ViT-B/16, AdamW, 800 epochs (paper Table 5).
+_base_ = 'mmpretrain::mae/mae_vit-base-p16_8xb512-amp-coslr-800e_in1k.py'
+
+custom_imports = dict(imports=['sema_mm'], allow_failed_imports=False)

@@ -1,0 +1,5 @@
+# Basic (no EMA): SimMIM Swin-B, AdamW, 800 epochs (paper Table 5 uses a
+# ViT-B encoder; mmpretrain ships SimMIM with Swin-B).
+_base_ = 'mmpretrain::simmim/simmim_swin-base-w6_16xb128-amp-coslr-800e_in1k-192px.py'
+
+custom_imports = dict(imports=['sema_mm'], allow_failed_imports=False)
