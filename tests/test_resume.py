@@ -5,6 +5,8 @@ import copy
 import os
 import os.path as osp
 import pickle
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -80,6 +82,16 @@ class TestResume(SEMATestCase):
         self.assertIsInstance(ckpt['message_hub']['log_scalars']['train/loss'],
                               HistoryBuffer)
         self.assertIn('ema_state_dict', ckpt)
+        # a fresh process, where no HistoryBuffer was made yet, loads it too
+        code = ('import sys, torch, sema_mm; '
+                'c = torch.load(sys.argv[1], weights_only=True); '
+                'print(sorted(c["ema_state_dict"]))')
+        out = subprocess.run(
+            [sys.executable, '-c', code,
+             osp.join(self.temp_dir.name, 'run', 'epoch_3.pth')],
+            capture_output=True, text=True)
+        self.assertEqual(out.returncode, 0, out.stderr[-2000:])
+        self.assertIn("'module.linear1.weight'", out.stdout)
 
     def test_load_from_checkpoint_without_ema(self):
         cfg = copy.deepcopy(self.epoch_based_cfg)

@@ -22,6 +22,11 @@ __all__ = ['allow_mmengine_checkpoints', 'history_buffer_getattr',
            'MMENGINE_CHECKPOINT_GLOBALS']
 
 
+# HistoryBuffer fills its statistics registry only when a first instance is
+# made, which a fresh process that only loads a checkpoint has not done.
+_BUILTIN_STATISTICS = ('min', 'max', 'current', 'mean')
+
+
 def history_buffer_getattr(obj, name: str):
     """``getattr`` restricted to the statistics methods of a HistoryBuffer.
 
@@ -37,9 +42,9 @@ def history_buffer_getattr(obj, name: str):
     Raises:
         TypeError: For anything but a HistoryBuffer statistics method.
     """
+    allowed = _BUILTIN_STATISTICS + tuple(HistoryBuffer._statistics_methods)
     if ((obj is HistoryBuffer or type(obj) is HistoryBuffer)
-            and isinstance(name, str)
-            and name in HistoryBuffer._statistics_methods):
+            and isinstance(name, str) and name in allowed):
         return getattr(obj, name)
     raise TypeError(f'refusing getattr({type(obj).__name__}, {name!r}) while '
                     'loading a checkpoint: only HistoryBuffer statistics '
