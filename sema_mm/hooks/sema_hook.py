@@ -1,18 +1,48 @@
 """The schedule of Switch EMA: when the EMA moves and when it is switched."""
 import logging
+import math
 import numbers
 from fractions import Fraction
 from typing import Optional, Union
 
+from mmengine.dataset import InfiniteSampler
 from mmengine.hooks import EMAHook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
-from ..models.switch_ema import check_momentum, copy_ema_to, switch_statistics
+from ..models.switch_ema import (check_momentum, copy_ema_to,
+                                 current_momentum, switch_statistics)
 
 DATA_BATCH = Optional[Union[dict, tuple, list]]
 
 _NONFINITE_POLICIES = ('warn', 'raise')
+
+
+def iters_per_epoch(dataloader) -> int:
+    """Iterations one rank takes to cover its share of the data once.
+
+    ``len(dataloader)``, except with mmengine's ``InfiniteSampler``
+    (``IterBasedTrainLoop``), whose length is the whole data set whatever
+    the world size: there an epoch is
+    ``ceil(ceil(len(dataset) / world_size) / batch_size)`` iterations, as
+    ``DefaultSampler`` would give.
+
+    Args:
+        dataloader (DataLoader): The training dataloader.
+
+    Returns:
+        int: Iterations per epoch.
+    """
+    batch_sampler = getattr(dataloader, 'batch_sampler', None)
+    sampler = getattr(batch_sampler, 'sampler', None) or getattr(
+        dataloader, 'sampler', None)
+    if not isinstance(sampler, InfiniteSampler):
+        return len(dataloader)
+    batch_size = dataloader.batch_size or batch_sampler.batch_size
+    per_rank = math.ceil(sampler.size / sampler.world_size)
+    drop_last = getattr(batch_sampler, 'drop_last', False)
+    return per_rank // batch_size if drop_last else math.ceil(
+        per_rank / batch_size)
 
 
 def _check_int(value, name: str, minimum: int) -> int:
@@ -80,10 +110,31 @@ class SEMAHook(EMAHook):
             ``'warn'`` (skip the switch and warn) or ``'raise'``
             (``RuntimeError``). The training model is never overwritten with
             a non-finite EMA. Defaults to 'warn'.
+        target_ratio (float, optional): Only with ``momentum='auto'``: the
+            switch ratio :math:`\rho = T m` to aim at, where ``T`` is the
+            switch interval in optimizer steps. Defaults to None, i.e.
+            :attr:`DEFAULT_TARGET_RATIO`.
         **kwargs: Passed to the averaged model, e.g. ``momentum`` (mmengine
             convention, in (0, 1); SwitchEMAModel's default 0.001 is the
-            paper's alpha = 0.999), ``interval``, ``update_buffers``.
+            paper's alpha = 0.999; or ``'auto'``: ``target_ratio / T``, set
+            when training starts), ``interval``, ``update_buffers``.
+
+    Between two switches the EMA moves :math:`1 - (1 - m)^T` of the way
+    from the last switch point towards the trained weights; the switch
+    ratio :math:`\rho = T m` decides what SEMA does. With
+    :math:`\rho \ll 1` each switch throws most of the interval's progress
+    away and training slows down; with :math:`\rho \gg 1` the EMA trails
+    the model by about :math:`1/m` steps and the switch is a light
+    smoothing. The hook logs :math:`\rho` when training starts and warns
+    below :attr:`RATIO_WARN_BELOW`. With a momentum schedule
+    (``MomentumAnnealingEMA``, mmdet's ``ExpMomentumEMA``) the schedule's
+    value at the current step is used.
     """
+
+    #: Warn when the switch ratio T * m is below this (see README).
+    RATIO_WARN_BELOW = 0.5
+    #: The switch ratio that ``momentum='auto'`` aims at (see README).
+    DEFAULT_TARGET_RATIO = 3.0
 
     priority = 'NORMAL'
 
@@ -95,6 +146,7 @@ class SEMAHook(EMAHook):
                  switch_interval: Optional[Union[int, float]] = 1,
                  switch_by_epoch: bool = True,
                  nonfinite: str = 'warn',
+                 target_ratio: Optional[float] = None,
                  **kwargs) -> None:
         begin_iter = _check_int(begin_iter, 'begin_iter', 0)
         begin_epoch = _check_int(begin_epoch, 'begin_epoch', 0)
@@ -102,7 +154,27 @@ class SEMAHook(EMAHook):
             raise ValueError('`begin_iter` and `begin_epoch` cannot both be '
                              f'set, but got begin_iter={begin_iter} and '
                              f'begin_epoch={begin_epoch}')
-        if 'momentum' in kwargs:
+        self.auto_momentum = kwargs.get('momentum') == 'auto'
+        if self.auto_momentum:
+            # built with the averaged model's default, set in before_train
+            kwargs.pop('momentum')
+            if switch_interval is None:
+                raise ValueError("`momentum='auto'` needs a switch interval, "
+                                 'but got switch_interval=None')
+            if target_ratio is None:
+                target_ratio = self.DEFAULT_TARGET_RATIO
+            if isinstance(target_ratio, bool) or not isinstance(
+                    target_ratio, numbers.Real):
+                raise TypeError('`target_ratio` must be a number > 0, but '
+                                f'got {target_ratio!r}')
+            if not 0 < target_ratio < float('inf'):
+                raise ValueError('`target_ratio` must be a finite number > '
+                                 f'0, but got {target_ratio!r}')
+        elif target_ratio is not None:
+            raise ValueError("`target_ratio` is only used with "
+                             "momentum='auto', but got momentum="
+                             f"{kwargs.get('momentum', '(default)')!r}")
+        elif 'momentum' in kwargs:
             kwargs['momentum'] = check_momentum(kwargs['momentum'])
         if not isinstance(switch_by_epoch, bool):
             raise TypeError('`switch_by_epoch` must be True or False, but got '
@@ -129,13 +201,15 @@ class SEMAHook(EMAHook):
         self.switch_interval = switch_interval
         self.switch_by_epoch = switch_by_epoch
         self.nonfinite = nonfinite
+        self.target_ratio = target_ratio
         # Interval in iterations, as an exact fraction; set in before_train.
         self.switch_iters: Optional[Fraction] = None
 
     # ------------------------------------------------------------------
     # schedule
     def before_train(self, runner) -> None:
-        """Resolve the switch interval into iterations and check it.
+        """Resolve the switch interval into iterations, check it, set an
+        ``'auto'`` momentum and log the switch ratio.
 
         Args:
             runner (Runner): The runner of the training process.
@@ -146,21 +220,67 @@ class SEMAHook(EMAHook):
             return
         interval = Fraction(self.switch_interval).limit_denominator(10**6)
         if self.switch_by_epoch:
-            iters_per_epoch = len(runner.train_dataloader)
-            self.switch_iters = interval * iters_per_epoch
+            epoch = iters_per_epoch(runner.train_dataloader)
+            self.switch_iters = interval * epoch
             if self.switch_iters < 1:
                 raise ValueError(
                     f'`switch_interval`={self.switch_interval} epochs is '
                     f'{float(self.switch_iters):.3g} iterations with '
-                    f'{iters_per_epoch} iterations per epoch; it must come to '
+                    f'{epoch} iterations per epoch; it must come to '
                     f'at least one iteration, i.e. >= '
-                    f'{1 / iters_per_epoch:.3g} epochs')
+                    f'{1 / epoch:.3g} epochs')
         else:
             self.switch_iters = interval
+        # Under DDP an iteration is one global optimizer step already; with
+        # gradient accumulation the EMA moves once per optimizer step.
+        # OptimWrapper keeps the count in a private attribute only.
+        accumulate = getattr(runner.optim_wrapper, '_accumulative_counts', 1)
+        steps = float(self.switch_iters) / accumulate
+        if self.auto_momentum:
+            momentum = self.target_ratio / steps
+            if not 0 < momentum < 1:
+                raise ValueError(
+                    f"`momentum='auto'` with target_ratio="
+                    f'{self.target_ratio} and a switch interval of '
+                    f'{steps:g} optimizer steps gives momentum '
+                    f'{momentum:g}, outside (0, 1): the interval must be '
+                    f'longer than {self.target_ratio:g} optimizer steps')
+            self.ema_model.momentum = momentum
+        self.log_ratio(steps)
+
+    def log_ratio(self, steps: float) -> None:
+        """Log (and warn about) the switch ratio ``rho = T * m``.
+
+        Args:
+            steps (float): The switch interval in optimizer steps.
+        """
+        momentum = current_momentum(self.ema_model)
+        msg = (f'SEMAHook: switching every {self.switch_interval} '
+               f'{"epoch(s)" if self.switch_by_epoch else "iteration(s)"} = '
+               f'{float(self.switch_iters):g} iterations = {steps:g} '
+               'optimizer steps')
+        if momentum is None:  # an averaged model without a momentum
+            print_log(msg, 'current')
+            return
+        ratio = steps * momentum
+        # a schedule may start at momentum 1 (MomentumAnnealingEMA at step 0)
+        moved = 1.0 if momentum >= 1 else -math.expm1(
+            steps * math.log1p(-momentum))
         print_log(
-            f'SEMAHook: switching every {self.switch_interval} '
-            f'{"epoch(s)" if self.switch_by_epoch else "iteration(s)"} = '
-            f'{float(self.switch_iters):g} iterations', 'current')
+            f'{msg}; momentum {momentum:.6g}'
+            f'{" (auto)" if self.auto_momentum else ""} (paper alpha '
+            f'{1 - momentum:.6g}); switch ratio rho = T * m = {ratio:.3g}: '
+            f'between switches the EMA moves {moved:.1%} of the way to the '
+            'model', 'current')
+        if ratio < self.RATIO_WARN_BELOW:
+            print_log(
+                f'SEMAHook: switch ratio rho = T * m = {ratio:.3g} is below '
+                f'{self.RATIO_WARN_BELOW}: each switch throws away most of '
+                'the progress of its interval and training slows down. '
+                f'Raise the momentum to >= {self.RATIO_WARN_BELOW / steps:.3g}'
+                f' (paper alpha <= {1 - self.RATIO_WARN_BELOW / steps:.4g}), '
+                'lengthen switch_interval, or use momentum=\'auto\'.',
+                'current', logging.WARNING)
 
     def switch_due(self, num_iters: int) -> bool:
         """Whether a switch is due after ``num_iters`` finished iterations.

@@ -1,4 +1,7 @@
-from .switch_ema import (SwitchEMAModel, copy_ema_to, ema_pairs,
-                         switch_statistics)
+from .switch_ema import (SwitchEMAModel, check_momentum, copy_ema_to,
+                         current_momentum, ema_pairs, switch_statistics)
 
-__all__ = ['SwitchEMAModel', 'copy_ema_to', 'ema_pairs', 'switch_statistics']
+__all__ = [
+    'SwitchEMAModel', 'check_momentum', 'copy_ema_to', 'current_momentum',
+    'ema_pairs', 'switch_statistics'
+]

@@ -3,6 +3,7 @@
 Nothing here knows about runners, epochs or logs; the schedule lives in
 :class:`sema_mm.hooks.SEMAHook`.
 """
+import math
 import numbers
 import weakref
 from typing import List, Optional, Tuple
@@ -70,6 +71,33 @@ def ema_pairs(averaged_model: BaseAveragedModel,
                        'averaged model holds: was it built from this model?')
     ema = list(averaged_model.avg_parameters.values())
     return ema, [src[k] for k in averaged_model.avg_parameters]
+
+
+def current_momentum(averaged_model: BaseAveragedModel) -> Optional[float]:
+    """The momentum the averaged model applies at its current step.
+
+    For a momentum schedule (mmengine's ``MomentumAnnealingEMA``, mmdet's
+    ``ExpMomentumEMA``) this is the schedule's value at ``steps``; reads the
+    ``steps`` buffer once, so keep it off the per-iteration path.
+
+    Args:
+        averaged_model (BaseAveragedModel): Any mmengine averaged model.
+
+    Returns:
+        float, optional: The mmengine-convention momentum, or None for an
+        averaged model without one (e.g. ``StochasticWeightAverage``).
+    """
+    momentum = getattr(averaged_model, 'momentum', None)
+    if momentum is None:
+        return None
+    steps = int(averaged_model.steps.item())
+    gamma = getattr(averaged_model, 'gamma', None)
+    name = type(averaged_model).__name__
+    if name == 'MomentumAnnealingEMA':
+        return max(momentum, gamma / (gamma + steps))
+    if name == 'ExpMomentumEMA':
+        return (1 - momentum) * math.exp(-(1 + steps) / gamma) + momentum
+    return float(momentum)
 
 
 @torch.no_grad()
