@@ -25,6 +25,9 @@ setup(
         'tests': ['pytest'],
         'mmpretrain': ['mmpretrain==1.2.0'],
         'mmdet': ['mmdet==3.3.0'],
+        # self-supervised recipes run on mmpretrain's algorithms
+        'selfsup': ['mmpretrain==1.2.0'],
+        'all': ['mmpretrain==1.2.0', 'mmdet==3.3.0', 'pytest'],
     },
     license='Apache License 2.0',
 )

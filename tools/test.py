@@ -22,7 +22,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import sema_mm  # noqa: E402,F401
 from sema_mm.utils import (cpu_model_wrapper_cfg,  # noqa: E402
-                           init_gloo_if_no_cuda, strip_collate_fn_scope)
+                           fix_mmcv_adjust_hue_numpy2, init_gloo_if_no_cuda,
+                           strip_collate_fn_scope)
 
 _OUT_ITEMS = ('metrics', 'pred')
 
@@ -103,6 +104,7 @@ def merge_args(cfg, args):
 
 def main(argv=None):
     args = parse_args(argv)
+    fix_mmcv_adjust_hue_numpy2()
 
     if args.out is None and args.out_item is not None:
         raise ValueError('`--out-item` needs `--out` (the file to write); '

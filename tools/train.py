@@ -26,7 +26,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import sema_mm  # noqa: E402,F401  (registers hooks, allow-lists checkpoints)
 from sema_mm.utils import (cpu_model_wrapper_cfg,  # noqa: E402
-                           init_gloo_if_no_cuda, strip_collate_fn_scope)
+                           fix_mmcv_adjust_hue_numpy2, init_gloo_if_no_cuda,
+                           strip_collate_fn_scope)
 
 
 def parse_args(argv=None):
@@ -152,6 +153,7 @@ def merge_args(cfg, args):
 
 def main(argv=None):
     args = parse_args(argv)
+    fix_mmcv_adjust_hue_numpy2()
 
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)

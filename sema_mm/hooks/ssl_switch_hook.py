@@ -217,6 +217,21 @@ class SSLSwitchHook(SEMAHook):
             raise ValueError(f'`{target}` and {names} differ in tensor shapes')
         return ema, online, (target, '+'.join(names))
 
+    def log_ratio(self, steps: float) -> None:
+        """Log the schedule (called by :meth:`SEMAHook.before_train`).
+
+        The switch-ratio advice of :class:`SEMAHook` is about an EMA the
+        hook owns; here the momentum belongs to the algorithm, so only the
+        schedule is logged.
+
+        Args:
+            steps (float): Optimizer steps per switch interval.
+        """
+        unit = 'epoch(s)' if self.switch_by_epoch else 'iteration(s)'
+        print_log(
+            f'SSLSwitchHook: switching every {self.switch_interval} {unit} = '
+            f'{steps:g} optimizer steps ({self.direction})', 'current')
+
     # ------------------------------------------------------------------
     # the schedule: switch only; the algorithm updates its own EMA
     def after_train_iter(self,

@@ -1,0 +1,139 @@
+"""Unit tests of the recipe helpers: SSLSwitchHook and the sema_mm.utils
+fixes that tools/train.py and tools/test.py apply."""
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.config import Config
+from mmengine.model import ExponentialMovingAverage
+
+import sema_mm  # noqa: F401
+from sema_mm.hooks import SSLSwitchHook
+from sema_mm.utils import (cpu_model_wrapper_cfg, fix_mmcv_adjust_hue_numpy2,
+                           strip_collate_fn_scope)
+
+
+class TeacherStudent(nn.Module):
+    """The shape of mmpretrain's MoCo / BYOL: the EMA wraps
+    nn.Sequential(backbone, neck)."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Linear(4, 3)
+        self.neck = nn.Linear(3, 2)
+        self.head = nn.Linear(2, 2)
+        self.target_net = ExponentialMovingAverage(
+            nn.Sequential(self.backbone, self.neck), momentum=0.01)
+
+
+def _runner(model, it=2, epoch=0):
+    hub = SimpleNamespace(update_scalar=lambda *a, **k: None)
+    return SimpleNamespace(model=model, iter=it, epoch=epoch,
+                           message_hub=hub)
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(direction='both'), '`direction`'),
+    (dict(target=''), '`target`'),
+    (dict(online=[]), '`online`'),
+    (dict(online=['backbone', 3]), '`online`'),
+    (dict(switch_interval=0), '`switch_interval`'),
+    (dict(nonfinite='ignore'), '`nonfinite`'),
+])
+def test_ssl_switch_hook_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SSLSwitchHook(**kwargs)
+
+
+def test_ssl_switch_hook_finds_pair_automatically():
+    model = TeacherStudent()
+    hook = SSLSwitchHook()
+    hook.before_run(_runner(model))
+    assert hook.ema_model is model.target_net
+    assert list(hook.src_model) == [model.backbone, model.neck]
+    with pytest.raises(ValueError, match='`target`'):
+        SSLSwitchHook(target='momentum_encoder').find_pair(model)
+    with pytest.raises(ValueError, match='`online`'):
+        SSLSwitchHook(online=['backbone', 'missing']).find_pair(model)
+    with pytest.raises(KeyError):  # head+neck do not match backbone+neck
+        SSLSwitchHook(online=['neck', 'head']).find_pair(model)
+
+
+@pytest.mark.parametrize('direction', ['online_to_ema', 'ema_to_online'])
+def test_ssl_switch_directions(direction):
+    model = TeacherStudent()
+    with torch.no_grad():
+        for p in model.target_net.parameters():
+            p.add_(1.0)
+    online = [p.detach().clone() for p in
+              nn.Sequential(model.backbone, model.neck).parameters()]
+    ema = [p.detach().clone() for p in model.target_net.module.parameters()]
+    hook = SSLSwitchHook(direction=direction, switch_interval=3,
+                         switch_by_epoch=False)
+    runner = _runner(model, it=2)
+    hook.before_run(runner)
+    hook.switch_iters = __import__('fractions').Fraction(3)
+    assert not hook.switch_due(2) and hook.switch_due(3)
+    assert hook.switch(runner)
+    now_online = list(nn.Sequential(model.backbone, model.neck).parameters())
+    now_ema = list(model.target_net.module.parameters())
+    expected = online if direction == 'online_to_ema' else ema
+    for a, b, e in zip(now_online, now_ema, expected):
+        assert torch.equal(a, e) and torch.equal(b, e)
+
+
+def test_ssl_switch_skips_nonfinite_source():
+    model = TeacherStudent()
+    with torch.no_grad():
+        model.backbone.weight[0, 0] = float('nan')
+    before = model.target_net.module[0].weight.detach().clone()
+    hook = SSLSwitchHook(switch_by_epoch=False, switch_interval=1)
+    runner = _runner(model)
+    hook.before_run(runner)
+    hook.switch_iters = __import__('fractions').Fraction(1)
+    assert hook.switch(runner) is False
+    assert torch.equal(model.target_net.module[0].weight, before)
+    hook.nonfinite = 'raise'
+    with pytest.raises(RuntimeError, match='NaN/Inf'):
+        hook.switch(runner)
+
+
+def test_strip_collate_fn_scope():
+    cfg = Config(dict(
+        train_dataloader=dict(collate_fn=dict(type='default_collate',
+                                              _scope_='mmpretrain')),
+        val_dataloader=dict(collate_fn=dict(type='pseudo_collate')),
+        test_dataloader=None))
+    assert strip_collate_fn_scope(cfg) == ['train_dataloader']
+    assert cfg.train_dataloader.collate_fn == dict(type='default_collate')
+    assert strip_collate_fn_scope(cfg) == []
+
+
+def test_cpu_model_wrapper_cfg():
+    with pytest.raises(ValueError, match='`launcher`'):
+        cpu_model_wrapper_cfg(Config(), 'torchrun')
+    cfg = Config()
+    assert cpu_model_wrapper_cfg(cfg, 'none') is False
+    assert 'model_wrapper_cfg' not in cfg
+    changed = cpu_model_wrapper_cfg(cfg, 'pytorch')
+    if torch.cuda.is_available():
+        assert changed is False
+    else:
+        assert changed is True
+        assert cfg.model_wrapper_cfg == dict(
+            type='MMDistributedDataParallel', device_ids=None)
+
+
+@pytest.mark.parametrize('backend', ['pillow', 'cv2'])
+def test_adjust_hue_negative_shift_under_numpy2(backend):
+    import mmcv
+    fix_mmcv_adjust_hue_numpy2()
+    img = np.random.default_rng(0).integers(0, 255, (8, 8, 3),
+                                            dtype=np.uint8)
+    out = mmcv.adjust_hue(img, -0.08, backend=backend)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert not np.array_equal(out, img)
+    with pytest.raises(ValueError, match='hue_factor'):
+        mmcv.adjust_hue(img, 0.7, backend=backend)
