@@ -19,7 +19,8 @@ from mmengine.registry import HOOKS, MODELS, DefaultScope
 import sema_mm  # noqa: F401  (registers SEMAHook, SSLSwitchHook)
 
 ROOT = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs')
-IMPORTS = "custom_imports = dict(imports=['sema_mm'], allow_failed_imports=False)"
+IMPORTS = ("custom_imports = dict(imports=['sema_mm'], "
+           "allow_failed_imports=False)")
 EMA_HOOKS = ('EMAHook', 'SEMAHook', 'SSLSwitchHook')
 
 # recipe (directory/stem..tail) -> stock base, EMA momentum, SEMA momentum,

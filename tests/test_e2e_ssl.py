@@ -69,7 +69,8 @@ def test_mocov2_switches_online_and_momentum_encoder(imagenet, tmp_path):
     assert all('online -> ema' in line
                for line in switch_lines(log, 'SSLSwitchHook'))
     # No second EMA: the algorithm's own momentum encoder is the EMA.
-    assert 'SSLSwitchHook: switching every 1 epoch(s) = 3 optimizer steps' in log
+    assert 'SSLSwitchHook: switching every 1 epoch(s) = 3 optimizer ' \
+        'steps' in log
     assert 'SEMAHook' not in log
     # Right after the last switch (end of epoch 3) the momentum encoder
     # equals the online network.

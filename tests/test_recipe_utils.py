@@ -57,8 +57,10 @@ def test_ssl_switch_hook_finds_pair_automatically():
         SSLSwitchHook(target='momentum_encoder').find_pair(model)
     with pytest.raises(ValueError, match='`online`'):
         SSLSwitchHook(online=['backbone', 'missing']).find_pair(model)
-    with pytest.raises(KeyError):  # head+neck do not match backbone+neck
+    with pytest.raises(ValueError, match='differ in tensor shapes'):
         SSLSwitchHook(online=['neck', 'head']).find_pair(model)
+    with pytest.raises(KeyError):  # one module where the EMA wraps two
+        SSLSwitchHook(online=['neck']).find_pair(model)
 
 
 @pytest.mark.parametrize('direction', ['online_to_ema', 'ema_to_online'])

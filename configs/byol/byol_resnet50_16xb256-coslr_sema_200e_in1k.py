@@ -1,7 +1,8 @@
 # +SEMA: BYOL R-50, LARS, 200 epochs (paper Table 5). The target network
 # `target_net` (CosineEMA) is the EMA.
-# SEMA: the algorithm's own EMA (teacher momentum: paper alpha 0.9999 -> mmengine momentum 1e-4)
-# is switched with the online network every epoch (SSLSwitchHook).
+# SEMA: the algorithm's own EMA (teacher momentum: paper alpha 0.9999 ->
+# mmengine momentum 1e-4) is switched with the online network every epoch
+# (SSLSwitchHook).
 _base_ = 'mmpretrain::byol/byol_resnet50_16xb256-coslr-200e_in1k.py'
 
 custom_imports = dict(imports=['sema_mm'], allow_failed_imports=False)

@@ -1,5 +1,6 @@
 # +SEMA: DeiT-S, AdamW, 300 epochs (paper Table 2).
-# SEMA: paper alpha 0.999 -> mmengine momentum 1e-3, switch interval T = 1 epoch.
+# SEMA: paper alpha 0.999 -> mmengine momentum 1e-3, switch interval T = 1
+# epoch.
 _base_ = 'mmpretrain::deit/deit-small_4xb256_in1k.py'
 
 custom_imports = dict(imports=['sema_mm'], allow_failed_imports=False)

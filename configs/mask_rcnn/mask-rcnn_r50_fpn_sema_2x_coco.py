@@ -1,5 +1,6 @@
 # +SEMA: Mask R-CNN R-50 FPN, SGD, 24 epochs (paper Table 6).
-# SEMA: paper alpha 0.999 -> mmengine momentum 1e-3, switch interval T = 1 epoch.
+# SEMA: paper alpha 0.999 -> mmengine momentum 1e-3, switch interval T = 1
+# epoch.
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_2x_coco.py'
 
 custom_imports = dict(imports=['sema_mm'], allow_failed_imports=False)

@@ -1,5 +1,6 @@
 # +SEMA: ResNet-50, SGD, 100 epochs (PyTorch-style recipe, paper Table 2).
-# SEMA: paper alpha 0.999 -> mmengine momentum 1e-3, switch interval T = 1 epoch.
+# SEMA: paper alpha 0.999 -> mmengine momentum 1e-3, switch interval T = 1
+# epoch.
 _base_ = 'mmpretrain::resnet/resnet50_8xb32-coslr_in1k.py'
 
 custom_imports = dict(imports=['sema_mm'], allow_failed_imports=False)

@@ -1,5 +1,6 @@
 # +SEMA: SimCLR R-50, LARS, 200 epochs (no EMA in the algorithm).
-# SEMA: paper alpha 0.9999 -> mmengine momentum 1e-4, switch interval T = 1 epoch.
+# SEMA: paper alpha 0.9999 -> mmengine momentum 1e-4, switch interval T = 1
+# epoch.
 _base_ = 'mmpretrain::simclr/simclr_resnet50_16xb256-coslr-200e_in1k.py'
 
 custom_imports = dict(imports=['sema_mm'], allow_failed_imports=False)

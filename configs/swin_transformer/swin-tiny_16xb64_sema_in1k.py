@@ -1,5 +1,6 @@
 # +SEMA: Swin-T, AdamW, 300 epochs (paper Table 2).
-# SEMA: paper alpha 0.999 -> mmengine momentum 1e-3, switch interval T = 1 epoch.
+# SEMA: paper alpha 0.999 -> mmengine momentum 1e-3, switch interval T = 1
+# epoch.
 _base_ = 'mmpretrain::swin_transformer/swin-tiny_16xb64_in1k.py'
 
 custom_imports = dict(imports=['sema_mm'], allow_failed_imports=False)

@@ -1,7 +1,8 @@
 # +SEMA: YOLOX-S, SGD, 300 epochs from scratch (paper Table 7). The stock
 # recipe carries EMAHook(ema_type=ExpMomentumEMA, momentum=1e-4): the basic
 # variant drops it, +SEMA keeps its momentum schedule (ExpMomentumEMA).
-# SEMA: paper alpha 0.999 -> mmengine momentum 1e-3, switch interval T = 1 epoch.
+# SEMA: paper alpha 0.999 -> mmengine momentum 1e-3, switch interval T = 1
+# epoch.
 _base_ = 'mmdet::yolox/yolox_s_8xb8-300e_coco.py'
 
 custom_imports = dict(imports=['sema_mm'], allow_failed_imports=False)

@@ -32,7 +32,8 @@ def _check_launcher(launcher: str) -> str:
     return launcher
 
 
-def init_gloo_if_no_cuda(launcher: str, timeout_s: Optional[int] = 1800) -> bool:
+def init_gloo_if_no_cuda(launcher: str,
+                         timeout_s: Optional[int] = 1800) -> bool:
     """Start the default process group with gloo when CUDA is unavailable.
 
     Reads the rendezvous from the environment that ``torchrun`` (or, for
