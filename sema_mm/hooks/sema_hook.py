@@ -8,10 +8,14 @@ from typing import Optional, Union
 from mmengine.dataset import InfiniteSampler
 from mmengine.hooks import EMAHook
 from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
+from ..models.sharded_ema import (SHARDED_EMA_TYPES, ShardedEMAModel,
+                                  is_sharded_ema_state, sharded_kind)
 from ..models.switch_ema import (check_momentum, copy_ema_to,
                                  current_momentum, switch_statistics)
+from ..utils import fsdp_strategy  # noqa: F401 (ResumableFSDPStrategy)
 
 DATA_BATCH = Optional[Union[dict, tuple, list]]
 
@@ -206,6 +210,124 @@ class SEMAHook(EMAHook):
         self.switch_iters: Optional[Fraction] = None
 
     # ------------------------------------------------------------------
+    # building the EMA (sharded models; FlexibleRunner loads checkpoints
+    # before ``before_run``)
+    def _sharded(self) -> bool:
+        return isinstance(getattr(self, 'ema_model', None), ShardedEMAModel)
+
+    def _build_sharded(self, runner) -> None:
+        """Build a :class:`ShardedEMAModel` on this rank's shards, once."""
+        if self._sharded():
+            return
+        cfg = dict(self.ema_cfg)
+        ema_type = cfg.pop('type')
+        if ema_type not in SHARDED_EMA_TYPES:
+            raise NotImplementedError(
+                f'SEMAHook on a sharded model supports ema_type in '
+                f'{SHARDED_EMA_TYPES} (a constant-momentum EMA), but got '
+                f'{ema_type!r}')
+        model = runner.model
+        self.src_model = model.module if is_model_wrapper(model) else model
+        self.ema_model = ShardedEMAModel(self.src_model, root=model, **cfg)
+        self._sharded_ema_loaded = False
+
+    def before_run(self, runner) -> None:
+        """Build the EMA: a copy of the model as ``EMAHook`` does, or, for
+        a model sharded with FSDP (``use_orig_params=True``) or FSDP2, a
+        :class:`ShardedEMAModel` holding this rank's shards only.
+
+        Args:
+            runner (Runner): The runner of the training process.
+        """
+        if sharded_kind(runner.model) is None:
+            # FlexibleRunner may have built it already in
+            # after_load_checkpoint
+            if not getattr(self, '_built_at_load', False):
+                super().before_run(runner)
+            return
+        self._build_sharded(runner)
+        if not self._sharded_ema_loaded:
+            # start from the (possibly just loaded) model weights, as
+            # EMAHook starts from a checkpoint's state_dict
+            self.ema_model.reset_to(self.src_model)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Resume the EMA from a checkpoint.
+
+        For unsharded models this is ``EMAHook``'s, except that under
+        ``FlexibleRunner``, which loads checkpoints before ``before_run``,
+        the EMA is built first. For sharded models the checkpoint holds
+        this rank's EMA shards (``state_dict_cfg='local'``, the default of
+        ``FSDPStrategy``) or, with ``state_dict_cfg='full'``, the full EMA
+        (as ``EMAHook`` writes it), which is cut into this rank's shards.
+
+        Args:
+            runner (Runner): The runner.
+            checkpoint (dict): The loaded checkpoint.
+        """
+        if sharded_kind(runner.model) is None:
+            if not hasattr(self, 'ema_model'):
+                super().before_run(runner)
+                self._built_at_load = True
+            super().after_load_checkpoint(runner, checkpoint)
+            return
+        self._build_sharded(runner)
+        state = checkpoint.get('ema_state_dict')
+        if is_sharded_ema_state(state):
+            self.ema_model.load_state_dict(state)
+            self._sharded_ema_loaded = True
+        elif state is not None and runner._resume:
+            # a full EMA: the training weights sit in ``ema_state_dict``
+            self._swap_ema_state_dict(checkpoint)
+            self.ema_model.load_full_state_dict(
+                {k: v
+                 for k, v in state.items() if k.startswith('module.')},
+                self.src_model, steps=int(state['steps']))
+            self._sharded_ema_loaded = True
+        elif runner._resume:
+            print_log(
+                'There is no `ema_state_dict` in checkpoint. SEMAHook will '
+                'start the EMA from the loaded model weights', 'current',
+                logging.WARNING)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Save the EMA: as ``EMAHook`` for unsharded models; for sharded
+        ones this rank's EMA shards (plain tensors), or, when the strategy
+        saves full state dicts, the full EMA gathered off the training path
+        and stored as ``EMAHook`` does (EMA in ``state_dict``).
+
+        Args:
+            runner (Runner): The runner.
+            checkpoint (dict): The checkpoint being written.
+        """
+        if not self._sharded():
+            super().before_save_checkpoint(runner, checkpoint)
+            return
+        full = getattr(getattr(runner, 'strategy', None),
+                       '_is_full_state_dict', None)
+        if full is None or not full():
+            state = self.ema_model.state_dict()
+            # for tools/export_ema.py (buffers are not sharded)
+            state['model_buffers'] = self.ema_model.model_buffers(
+                self.src_model)
+            checkpoint['ema_state_dict'] = state
+            return
+        state = self.ema_model.full_state_dict(self.src_model)
+        ema = {'module.' + k: v for k, v in state.items()}
+        ema['steps'] = self.ema_model.steps.detach().clone()
+        checkpoint['ema_state_dict'] = ema
+        if checkpoint.get('state_dict'):  # rank 0 only under rank0_only
+            self._swap_ema_state_dict(checkpoint)
+
+    def _swap_ema_parameters(self) -> None:
+        """Swap the EMA and the model's weights (shard-wise when
+        sharded)."""
+        if self._sharded():
+            self.ema_model.swap(self.src_model)
+        else:
+            super()._swap_ema_parameters()
+
+    # ------------------------------------------------------------------
     # schedule
     def before_train(self, runner) -> None:
         """Resolve the switch interval into iterations, check it, set an
@@ -318,7 +440,13 @@ class SEMAHook(EMAHook):
         """
         should_update = getattr(runner.optim_wrapper, 'should_update', None)
         if should_update is None or should_update():
-            super().after_train_iter(runner, batch_idx, data_batch, outputs)
+            if not self._sharded():
+                super().after_train_iter(runner, batch_idx, data_batch,
+                                         outputs)
+            elif self._ema_started(runner):
+                self.ema_model.update_parameters(self.src_model)
+            else:
+                self.ema_model.reset_to(self.src_model)
         if self.switch_due(runner.iter + 1) and self._ema_started(runner):
             self.switch(runner)
 
@@ -334,7 +462,12 @@ class SEMAHook(EMAHook):
             bool: Whether the EMA was copied (False when it held NaN/Inf and
             ``nonfinite='warn'``).
         """
-        distance, finite = switch_statistics(self.ema_model, self.src_model)
+        if self._sharded():  # one all_reduce of three numbers
+            distance, finite = self.ema_model.switch_statistics(
+                self.src_model)
+        else:
+            distance, finite = switch_statistics(self.ema_model,
+                                                 self.src_model)
         where = f'epoch {runner.epoch + 1}, iter {runner.iter + 1}'
         if not finite:
             msg = (f'SEMAHook: the EMA holds NaN/Inf at the switch ({where}); '
@@ -343,7 +476,10 @@ class SEMAHook(EMAHook):
                 raise RuntimeError(msg)
             print_log(msg, 'current', logging.WARNING)
             return False
-        copy_ema_to(self.ema_model, self.src_model)
+        if self._sharded():
+            self.ema_model.copy_to(self.src_model)
+        else:
+            copy_ema_to(self.ema_model, self.src_model)
         # The switch count follows from the iteration, so it survives resume.
         index = (runner.iter + 1) * self.switch_iters.denominator // \
             self.switch_iters.numerator

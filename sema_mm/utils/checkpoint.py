@@ -40,8 +40,14 @@ def history_buffer_getattr(obj, name: str):
         The method ``obj.<name>``.
 
     Raises:
-        TypeError: For anything but a HistoryBuffer statistics method.
+        TypeError: For anything but a HistoryBuffer statistics method (or
+            ``getattr(ShardedTensor, "ProcessGroupState")``, which FSDP local
+            state dicts pickle).
     """
+    sharded = _sharded_tensor_class()
+    if sharded is not None and obj is sharded and name == 'ProcessGroupState':
+        # FSDP local state dicts (FSDPStrategy(state_dict_cfg='local'))
+        return sharded.ProcessGroupState
     allowed = _BUILTIN_STATISTICS + tuple(HistoryBuffer._statistics_methods)
     if ((obj is HistoryBuffer or type(obj) is HistoryBuffer)
             and isinstance(name, str) and name in allowed):
@@ -49,6 +55,36 @@ def history_buffer_getattr(obj, name: str):
     raise TypeError(f'refusing getattr({type(obj).__name__}, {name!r}) while '
                     'loading a checkpoint: only HistoryBuffer statistics '
                     'methods are allowed')
+
+
+def _sharded_tensor_class():
+    try:
+        from torch.distributed._shard.sharded_tensor import ShardedTensor
+    except ImportError:  # pragma: no cover
+        return None
+    return ShardedTensor
+
+
+def _sharded_tensor_globals():
+    """The data types of the ShardedTensor that FSDP's local state dict
+    writes (mmengine ``FSDPStrategy(state_dict_cfg='local')``, each rank's
+    ``rankN.pth``); its pickle also calls
+    ``getattr(ShardedTensor, 'ProcessGroupState')``, which
+    :func:`history_buffer_getattr` allows."""
+    sharded = _sharded_tensor_class()
+    if sharded is None:  # pragma: no cover
+        return []
+    from torch.distributed._shard.metadata import ShardMetadata
+    from torch.distributed._shard.sharded_tensor.metadata import (
+        MEM_FORMAT_ENCODING, ShardedTensorMetadata, TensorProperties)
+    from torch.distributed._shard.sharded_tensor.shard import Shard
+    from torch.distributed._shard.sharding_spec import ChunkShardingSpec
+    from torch.distributed.remote_device import _remote_device
+    return [
+        sharded, sharded.ProcessGroupState, Shard, ShardMetadata,
+        ShardedTensorMetadata, TensorProperties, MEM_FORMAT_ENCODING,
+        ChunkShardingSpec, _remote_device
+    ]
 
 
 def _numpy_globals():
@@ -71,6 +107,7 @@ MMENGINE_CHECKPOINT_GLOBALS = [
     HistoryBuffer,
     (history_buffer_getattr, 'builtins.getattr'),
     *_numpy_globals(),
+    *_sharded_tensor_globals(),
 ]
 
 
