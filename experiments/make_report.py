@@ -39,14 +39,14 @@ def digits_table():
     d = load('digits')
     if d is None:
         return '(not run)'
-    out = [f'| run | rho = T(1-alpha)·32 | final top-1 (%) | best top-1 (%) | '
+    out = [f'| run | rho = T·16·(1-alpha) | final top-1 (%) | best top-1 (%) | '
            f'epochs to {d["target"]:g}% (reached) | per-seed final |',
            '|---|---|---|---|---|---|']
     for name, s in d['conditions'].items():
         m = re.search(r'a=([0-9.]+)', name)
         t = re.search(r'T=([0-9.]+)', name)
         if m and t:
-            rho = f'{32 * float(t.group(1)) * (1 - float(m.group(1))):.3g}'
+            rho = f'{16 * float(t.group(1)) * (1 - float(m.group(1))):.3g}'
         else:
             rho = '–'
         ep = (pm(s['ep_mean'], s['ep_std'], 1) if s['ep_mean'] is not None

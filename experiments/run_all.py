@@ -6,8 +6,8 @@ Stages (each a separate command, printed as it runs; outputs under
 work_dirs/sema_results/, figures under docs/figures/, the page
 docs/results.md is regenerated at the end):
 
-1. digits: baseline / EMA / SEMA with the real mmengine Runner, 5 seeds
-2. toy decision boundaries (circles, moons), 10 seeds
+1. digits: baseline / EMA / SEMA with the real mmengine Runner, 5 seeds,
+   side by side with 2. toy decision boundaries (circles, moons), 10 seeds
 3. noisy quadratic model (Prop. 1)
 4. loss landscapes of the digits models (tools/analysis/loss_landscape.py)
 5. cost: throughput and memory of no hook / EMAHook / SEMAHook
@@ -33,7 +33,10 @@ CFG = 'experiments/digits/config.py'
 def digits_ckpts(names):
     with open(osp.join(ROOT, R, 'digits', 'summary.json')) as f:
         summ = json.load(f)['conditions']
-    ckpts = [osp.join(summ[n]['work_dirs'][0], 'epoch_30.pth') for n in names]
+    ckpts = []
+    for n in names:  # the final checkpoint mmengine recorded for seed 0
+        with open(osp.join(summ[n]['work_dirs'][0], 'last_checkpoint')) as f:
+            ckpts.append(f.read().strip())
     return [osp.relpath(c, ROOT) if osp.isabs(c) else c for c in ckpts]
 
 
@@ -41,20 +44,22 @@ def stages():
     land = ['baseline', 'EMA a=0.9', 'SEMA a=0.9 T=1', 'SEMA a=0.999 T=1']
     tool = [PY, 'tools/analysis/loss_landscape.py', CFG]
     return [
-        ('digits', lambda: [[PY, 'experiments/digits/sweep.py', '--seeds', '5',
-                             '--workers', '2', '--out', f'{R}/digits']]),
-        ('toy', lambda: [[PY, 'experiments/toy/toy.py', '--seeds', '10',
-                          '--out', f'{R}/toy']]),
+        # digits (3 runner workers) and the toy run side by side
+        ('digits+toy', lambda: [
+            [PY, 'experiments/digits/sweep.py', '--seeds', '5', '--workers',
+             '3', '--out', f'{R}/digits'],
+            [PY, 'experiments/toy/toy.py', '--seeds', '10', '--out',
+             f'{R}/toy']]),
         ('nqm', lambda: [[PY, 'experiments/nqm/nqm.py', '--out', f'{R}/nqm']]),
         ('landscape', lambda: [
             tool + ['--ckpts', *digits_ckpts(land), '--labels', *land,
-                    '--mode', '1d', '--steps', '21', '--out',
+                    '--mode', '1d', '--steps', '17', '--out',
                     f'{FIG}/digits_landscape_1d.png', '--json',
                     f'{R}/landscape_1d.json', '--title',
                     'digits val loss / top-1 along a filter-normalised '
                     'direction (seed 0)'],
             tool + ['--ckpts', *digits_ckpts(land[:3]), '--labels', *land[:3],
-                    '--mode', '2d', '--steps', '11', '--out',
+                    '--mode', '2d', '--steps', '7', '--out',
                     f'{FIG}/digits_landscape_2d.png', '--json',
                     f'{R}/landscape_2d.json'],
             tool + ['--ckpts', *digits_ckpts(['baseline', 'SEMA a=0.9 T=1']),
@@ -63,7 +68,7 @@ def stages():
                     f'{FIG}/digits_interp_baseline_sema.png', '--json',
                     f'{R}/landscape_interp.json'],
         ]),
-        ('cost', lambda: [[PY, 'experiments/cost/cost.py', '--epochs', '3',
+        ('cost', lambda: [[PY, 'experiments/cost/cost.py', '--epochs', '2',
                            '--repeats', '3', '--out', f'{R}/cost']]),
         ('report', lambda: [[PY, 'experiments/make_report.py']]),
     ]
@@ -88,12 +93,21 @@ def main():
         if name == 'report' and a.skip_report:
             continue
         t0 = time.time()
+        parallel = '+' in name
+        procs = []
         for cmd in cmds():
             print('$ ' + ' '.join(f"'{c}'" if ' ' in c else c for c in cmd),
                   flush=True)
-            with open(osp.join(R, f'{name}.log'), 'a') as log:
-                subprocess.run(cmd, check=True, env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
+            log = open(osp.join(R, f'{osp.basename(cmd[1])[:-3]}.log'), 'a')
+            proc = subprocess.Popen(cmd, env=env, stdout=log,
+                                    stderr=subprocess.STDOUT)
+            procs.append((proc, log, cmd))
+            if not parallel:
+                proc.wait()
+        for proc, log, cmd in procs:
+            if proc.wait() != 0:
+                raise SystemExit(f'failed ({proc.returncode}): {cmd}')
+            log.close()
         timings[name] = time.time() - t0
         print(f'== {name}: {timings[name]:.0f}s', flush=True)
         with open(tpath, 'w') as f:

@@ -1,5 +1,5 @@
 # mmpretrain ImageClassifier (tiny ResNet-18, base width 8) on scikit-learn's
-# 8x8 digits. SGD + cosine, 30 epochs, batch 32 (1000 train images -> 32
+# 8x8 digits. SGD + cosine, 10 epochs, batch 64 (1000 train images -> 16
 # iterations per epoch). Hooks are added per run by experiments/digits/run.py.
 custom_imports = dict(imports=['experiments.digits.dataset', 'sema_mm'],
                       allow_failed_imports=False)
@@ -18,7 +18,7 @@ model = dict(
 
 pipeline = [dict(type='PackInputs')]
 train_dataloader = dict(
-    batch_size=32, num_workers=0,
+    batch_size=64, num_workers=0,
     sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(type='SklearnDigits', split='train', pipeline=pipeline))
 val_dataloader = dict(
@@ -29,7 +29,7 @@ val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator
 
-max_epochs = 30
+max_epochs = 10
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)
 val_cfg = dict()
 test_cfg = dict()

@@ -31,7 +31,7 @@ import time
 import numpy as np
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-AS = (0.05, 0.2, 1.0)
+AS = (0.05, 0.2, 1.0, 1.5)
 LAMBDAS = (0.01, 0.1, 0.5)
 TS = (1, 32)
 
@@ -90,7 +90,7 @@ def monte_carlo(a, lam, T, chains, rng):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument('--chains', type=int, default=2000)
+    p.add_argument('--chains', type=int, default=1000)
     p.add_argument('--out', default=osp.join(ROOT, 'work_dirs', 'sema_results',
                                              'nqm'))
     a_ = p.parse_args()

@@ -5,7 +5,7 @@ scikit-learn circles and moons, 50 labelled training points, the rest
     python experiments/toy/toy.py --seeds 10 --out work_dirs/sema_results/toy
 
 Training: SGD (momentum 0.9, as the paper's SGD recipes; lr 0.01 fixed, no
-schedule), batch 5 -> 10 iterations per epoch, 300 epochs. EMA / SEMA use
+schedule), batch 5 -> 10 iterations per epoch, 150 epochs. EMA / SEMA use
 sema_mm's ``SwitchEMAModel`` (``momentum = 1 - alpha``); SEMA copies the EMA
 into the model every epoch (T = 1 epoch = 10 iterations). Evaluated: the EMA
 weights for EMA and SEMA, the trained weights for the baseline.
@@ -30,9 +30,9 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 from sema_mm.models.switch_ema import SwitchEMAModel  # noqa: E402
 
-ALPHAS = (0.999, 0.99, 0.9)
+ALPHAS = (0.999, 0.9)
 FIG_ALPHA = 0.9
-N_TOTAL, N_TRAIN, BATCH, EPOCHS, LR, HIDDEN = 550, 50, 5, 300, 0.01, 64
+N_TOTAL, N_TRAIN, BATCH, EPOCHS, LR, HIDDEN = 550, 50, 5, 150, 0.01, 64
 
 
 def make_data(name, seed):

@@ -4,7 +4,8 @@ Three modes, all written as PNG (and optionally JSON):
 
 * ``interp``: linear interpolation between two checkpoints
   (Goodfellow et al., 2015), ``theta(t) = (1 - t) theta_A + t theta_B``
-  over every floating tensor of the state (BN running statistics included);
+  over every floating tensor of the state (BN running statistics included,
+  held at the nearer end outside [0, 1] so variances stay positive);
   t = 0 and t = 1 are the two checkpoints exactly.
 * ``1d``: ``L(theta* + s d)`` along one random filter-normalised direction
   (Li et al., 2018), for each checkpoint (paper Fig. 2 style: loss on the
@@ -176,10 +177,15 @@ def _set(model, base, dirs_coefs):
 def interpolate(model, state_a, state_b, ts, batches):
     """Losses (and top-1) along (1 - t) A + t B over all float state."""
     out = []
+    params = {k for k, _ in model.named_parameters()}
     for t in ts:
         sd = model.state_dict()
         for k in state_a:
-            sd[k].copy_(state_a[k] * (1 - t) + state_b[k] * t)
+            # Buffers (BN running mean / var) are interpolated but not
+            # extrapolated: outside [0, 1] a running variance can turn
+            # negative. Parameters follow t everywhere.
+            tk = t if k in params else min(max(t, 0.0), 1.0)
+            sd[k].copy_(state_a[k] * (1 - tk) + state_b[k] * tk)
         out.append(evaluate(model, batches))
     _set(model, state_a, [])
     return out
