@@ -27,7 +27,14 @@ setup(
         'mmdet': ['mmdet==3.3.0'],
         # self-supervised recipes run on mmpretrain's algorithms
         'selfsup': ['mmpretrain==1.2.0'],
-        'all': ['mmpretrain==1.2.0', 'mmdet==3.3.0', 'pytest'],
+        # experiments/ and tools/analysis (figures, scikit-learn data sets)
+        'analysis': ['scikit-learn', 'matplotlib'],
+        # tools/benchmark/ema_update.py compares against ema-pytorch too
+        'benchmark': ['ema-pytorch'],
+        'all': [
+            'mmpretrain==1.2.0', 'mmdet==3.3.0', 'pytest', 'scikit-learn',
+            'matplotlib'
+        ],
     },
     license='Apache License 2.0',
 )
