@@ -266,13 +266,15 @@ class SwitchEMAModel(ExponentialMovingAverage):
 
     # ------------------------------------------------------------------
     # the update
-    @torch.no_grad()
     def update_parameters(self, model: nn.Module) -> None:
         """Advance the average by one step towards ``model``.
 
         The first call copies the model. Afterwards, every ``interval``-th
         call applies ``ema.lerp_(param, momentum)`` to all floating tensors
         at once; non-floating tensors and unaveraged buffers are copied.
+        The lists hold ``.data`` tensors, so no autograd graph is recorded
+        (and no ``torch.no_grad()`` context, which costs more than the
+        update's Python overhead on many small tensors, is needed).
 
         Args:
             model (nn.Module): The model whose parameters are averaged.
