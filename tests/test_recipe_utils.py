@@ -30,8 +30,9 @@ class TeacherStudent(nn.Module):
 
 def _runner(model, it=2, epoch=0):
     hub = SimpleNamespace(update_scalar=lambda *a, **k: None)
+    visualizer = SimpleNamespace(add_scalars=lambda *a, **k: None)
     return SimpleNamespace(model=model, iter=it, epoch=epoch,
-                           message_hub=hub)
+                           message_hub=hub, visualizer=visualizer)
 
 
 @pytest.mark.parametrize('kwargs,match', [

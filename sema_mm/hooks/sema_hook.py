@@ -470,23 +470,41 @@ class SEMAHook(EMAHook):
                                                  self.src_model)
         where = f'epoch {runner.epoch + 1}, iter {runner.iter + 1}'
         if not finite:
-            msg = (f'SEMAHook: the EMA holds NaN/Inf at the switch ({where}); '
-                   'it is not copied into the model')
-            if self.nonfinite == 'raise':
-                raise RuntimeError(msg)
-            print_log(msg, 'current', logging.WARNING)
+            self.refuse_nonfinite(
+                f'SEMAHook: the EMA holds NaN/Inf at the switch ({where}); '
+                'it is not copied into the model')
             return False
         if self._sharded():
             self.ema_model.copy_to(self.src_model)
         else:
             copy_ema_to(self.ema_model, self.src_model)
+        self.log_switch(runner, distance, where)
+        return True
+
+    def refuse_nonfinite(self, msg: str) -> None:
+        """Raise or warn, per ``nonfinite``, about a switch not made.
+
+        Args:
+            msg (str): What was found and not copied.
+        """
+        if self.nonfinite == 'raise':
+            raise RuntimeError(msg)
+        print_log(msg, 'current', logging.WARNING)
+
+    def log_switch(self, runner, distance: float, where: str) -> None:
+        """Log a switch to the logger, the MessageHub and the visualizer.
+
+        Args:
+            runner (Runner): The runner of the training process.
+            distance (float): ||param - ema|| / ||param|| before the switch.
+            where (str): Epoch / iteration (and direction) of the switch.
+        """
         # The switch count follows from the iteration, so it survives resume.
         index = (runner.iter + 1) * self.switch_iters.denominator // \
             self.switch_iters.numerator
         print_log(
-            f'SEMAHook: switch {index} ({where}): '
+            f'{type(self).__name__}: switch {index} ({where}): '
             f'||param - ema|| / ||param|| = {distance:.6g}', 'current')
         runner.message_hub.update_scalar('train/sema_distance', distance)
         runner.visualizer.add_scalars({'sema/distance': distance},
                                       step=runner.iter + 1)
-        return True

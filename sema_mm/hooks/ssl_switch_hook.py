@@ -7,7 +7,6 @@ mmengine averaged models updated inside the model's loss). SEMA for these
 algorithms therefore needs no second EMA: at the end of every switch
 interval the algorithm's own EMA and its online network are switched.
 """
-import logging
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -271,22 +270,15 @@ class SSLSwitchHook(SEMAHook):
             arrow = 'online -> ema'
         where = f'epoch {runner.epoch + 1}, iter {runner.iter + 1}'
         if not finite:
-            msg = (f'SSLSwitchHook: the source of the switch ({arrow}) holds '
-                   f'NaN/Inf ({where}); nothing is copied')
-            if self.nonfinite == 'raise':
-                raise RuntimeError(msg)
-            print_log(msg, 'current', logging.WARNING)
+            self.refuse_nonfinite(
+                f'SSLSwitchHook: the source of the switch ({arrow}) holds '
+                f'NaN/Inf ({where}); nothing is copied')
             return False
         if self.direction == 'ema_to_online':
             copy_ema_to(self.ema_model, self.src_model)
         else:
             copy_model_to_ema(self.ema_model, self.src_model)
-        index = (runner.iter + 1) * self.switch_iters.denominator // \
-            self.switch_iters.numerator
-        print_log(
-            f'SSLSwitchHook: switch {index} ({where}, {arrow}): '
-            f'||param - ema|| / ||param|| = {distance:.6g}', 'current')
-        runner.message_hub.update_scalar('train/sema_distance', distance)
+        self.log_switch(runner, distance, f'{where}, {arrow}')
         return True
 
     # ------------------------------------------------------------------
