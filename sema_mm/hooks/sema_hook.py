@@ -49,6 +49,28 @@ def iters_per_epoch(dataloader) -> int:
         per_rank / batch_size)
 
 
+def _check_switch_interval(value, by_epoch: bool):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            '`switch_interval` must be a positive number of epochs (or an '
+            'integer number of iterations with switch_by_epoch=False) or '
+            f'None, but got {value!r} ({type(value).__name__})')
+    if not value > 0 or value == float('inf'):
+        raise ValueError('`switch_interval` must be a finite number > 0 or '
+                         f'None, but got {value!r}')
+    return value if by_epoch else _check_int(value, 'switch_interval', 1)
+
+
+def _check_target_ratio(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f'`target_ratio` must be a number > 0, but got '
+                        f'{value!r}')
+    if not 0 < value < float('inf'):
+        raise ValueError('`target_ratio` must be a finite number > 0, but '
+                         f'got {value!r}')
+    return float(value)
+
+
 def _check_int(value, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f'`{name}` must be an integer >= {minimum}, but got '
@@ -165,15 +187,9 @@ class SEMAHook(EMAHook):
             if switch_interval is None:
                 raise ValueError("`momentum='auto'` needs a switch interval, "
                                  'but got switch_interval=None')
-            if target_ratio is None:
-                target_ratio = self.DEFAULT_TARGET_RATIO
-            if isinstance(target_ratio, bool) or not isinstance(
-                    target_ratio, numbers.Real):
-                raise TypeError('`target_ratio` must be a number > 0, but '
-                                f'got {target_ratio!r}')
-            if not 0 < target_ratio < float('inf'):
-                raise ValueError('`target_ratio` must be a finite number > '
-                                 f'0, but got {target_ratio!r}')
+            target_ratio = _check_target_ratio(
+                self.DEFAULT_TARGET_RATIO
+                if target_ratio is None else target_ratio)
         elif target_ratio is not None:
             raise ValueError("`target_ratio` is only used with "
                              "momentum='auto', but got momentum="
@@ -184,19 +200,8 @@ class SEMAHook(EMAHook):
             raise TypeError('`switch_by_epoch` must be True or False, but got '
                             f'{switch_by_epoch!r}')
         if switch_interval is not None:
-            if isinstance(switch_interval, bool) or not isinstance(
-                    switch_interval, numbers.Real):
-                raise TypeError(
-                    '`switch_interval` must be a positive number of epochs '
-                    '(or an integer number of iterations with '
-                    f'switch_by_epoch=False) or None, but got '
-                    f'{switch_interval!r} ({type(switch_interval).__name__})')
-            if not switch_interval > 0 or switch_interval == float('inf'):
-                raise ValueError('`switch_interval` must be a finite number '
-                                 f'> 0 or None, but got {switch_interval!r}')
-            if not switch_by_epoch:
-                switch_interval = _check_int(switch_interval,
-                                             'switch_interval', 1)
+            switch_interval = _check_switch_interval(switch_interval,
+                                                     switch_by_epoch)
         if nonfinite not in _NONFINITE_POLICIES:
             raise ValueError(f'`nonfinite` must be one of '
                              f'{_NONFINITE_POLICIES}, but got {nonfinite!r}')
