@@ -250,3 +250,17 @@ def test_deepcopy_and_cache_reset():
     for e, a, b in zip(ema.module.parameters(), model.parameters(),
                        other.parameters()):
         torch.testing.assert_close(e, 0.5 * a + 0.5 * b)
+
+
+def test_torch_without_foreach_copy(monkeypatch):
+    """torch 2.0 has ``_foreach_lerp_`` but not ``_foreach_copy_``."""
+    monkeypatch.delattr(torch, '_foreach_copy_')
+    model = make_model()
+    ema = SwitchEMAModel(model, momentum=0.5, update_buffers=True)
+    ema.update_parameters(model)  # first update: copy
+    perturb(model)
+    ema.update_parameters(model)
+    assert int(ema.module[1].num_batches_tracked) == 1
+    copy_ema_to(ema, model)
+    for p, p_ema in zip(model.parameters(), ema.module.parameters()):
+        assert torch.equal(p, p_ema)

@@ -15,7 +15,8 @@ from mmengine.logging import print_log
 from mmengine.model import BaseAveragedModel, is_model_wrapper
 from mmengine.registry import HOOKS
 
-from ..models.switch_ema import copy_ema_to, ema_pairs, switch_statistics
+from ..models.switch_ema import (copy_ema_to, ema_pairs, foreach_copy_,
+                                 switch_statistics)
 from .sema_hook import DATA_BATCH, SEMAHook
 
 DIRECTIONS = ('online_to_ema', 'ema_to_online')
@@ -32,7 +33,7 @@ def copy_model_to_ema(averaged_model: BaseAveragedModel,
         model (nn.Module): The (unwrapped) model to copy from.
     """
     ema, src = ema_pairs(averaged_model, model)
-    torch._foreach_copy_(ema, [s.detach() for s in src])
+    foreach_copy_(ema, [s.detach() for s in src])
 
 
 @torch.no_grad()

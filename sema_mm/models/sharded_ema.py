@@ -41,7 +41,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch import Tensor
 
-from .switch_ema import check_momentum
+from .switch_ema import check_momentum, foreach_copy_
 
 __all__ = [
     'ShardedEMAModel', 'sharded_kind', 'local_shard', 'shard_like',
@@ -372,11 +372,11 @@ class ShardedEMAModel(nn.Module):
         src = self._model_list(model)
         avg_s = [src[i] for i in self._avg_idx]
         if self._num_updates == 0:
-            torch._foreach_copy_(self._avg_ema, avg_s)
+            foreach_copy_(self._avg_ema, avg_s)
         elif self._num_updates % self.interval == 0:
             torch._foreach_lerp_(self._avg_ema, avg_s, self.momentum)
         if self._copy_ema:
-            torch._foreach_copy_(self._copy_ema,
+            foreach_copy_(self._copy_ema,
                                  [src[i] for i in self._copy_idx])
         self.steps.add_(self._one)
         self._num_updates += 1
@@ -386,7 +386,7 @@ class ShardedEMAModel(nn.Module):
         """Make the EMA equal to ``model`` (before the EMA starts)."""
         src = self._model_list(model)
         idx = self._avg_idx + self._copy_idx
-        torch._foreach_copy_([self._ema_list()[i] for i in idx],
+        foreach_copy_([self._ema_list()[i] for i in idx],
                              [src[i] for i in idx])
 
     def _pairs(self, model: nn.Module) -> Tuple[List[Tensor], List[Tensor]]:
@@ -404,7 +404,7 @@ class ShardedEMAModel(nn.Module):
         """
         ema, src = self._pairs(model)
         if ema:
-            torch._foreach_copy_(src, ema)
+            foreach_copy_(src, ema)
 
     @torch.no_grad()
     def swap(self, model: nn.Module) -> None:

@@ -17,6 +17,20 @@ from torch import Tensor
 TensorList = List[Tensor]
 
 
+def foreach_copy_(dst: TensorList, src: TensorList) -> None:
+    """``torch._foreach_copy_`` (torch >= 2.1), or a loop on torch 2.0.
+
+    Args:
+        dst (list[Tensor]): Tensors written in place.
+        src (list[Tensor]): Tensors read, index-aligned with ``dst``.
+    """
+    if hasattr(torch, '_foreach_copy_'):
+        torch._foreach_copy_(dst, src)
+    else:
+        for d, s in zip(dst, src):
+            d.copy_(s)
+
+
 def check_momentum(momentum, name: str = 'momentum') -> float:
     """Validate an mmengine-convention EMA momentum.
 
@@ -114,7 +128,7 @@ def copy_ema_to(averaged_model: BaseAveragedModel, model: nn.Module) -> None:
         model (nn.Module): The (unwrapped) training model to copy into.
     """
     ema, src = ema_pairs(averaged_model, model)
-    torch._foreach_copy_([t.data for t in src], ema)
+    foreach_copy_([t.data for t in src], ema)
 
 
 @torch.no_grad()
@@ -285,11 +299,11 @@ class SwitchEMAModel(ExponentialMovingAverage):
             self._num_updates += 1
             return
         if self._num_updates == 0:
-            torch._foreach_copy_(avg_e, avg_s)
+            foreach_copy_(avg_e, avg_s)
         elif self._num_updates % self.interval == 0:
             torch._foreach_lerp_(avg_e, avg_s, self.momentum)
         if cp_e:
-            torch._foreach_copy_(cp_e, cp_s)
+            foreach_copy_(cp_e, cp_s)
         self.steps.add_(self._one)
         self._num_updates += 1
 
