@@ -54,7 +54,8 @@ def history_buffer_getattr(obj, name: str):
         return getattr(obj, name)
     raise TypeError(f'refusing getattr({type(obj).__name__}, {name!r}) while '
                     'loading a checkpoint: only HistoryBuffer statistics '
-                    'methods are allowed')
+                    'methods (and ShardedTensor.ProcessGroupState) are '
+                    'allowed')
 
 
 def _sharded_tensor_class():
