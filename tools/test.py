@@ -15,15 +15,11 @@ import sys
 import mmengine
 from mmengine.config import Config, DictAction
 from mmengine.evaluator import DumpResults
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import sema_mm  # noqa: E402,F401
-from sema_mm.utils import (cpu_model_wrapper_cfg,  # noqa: E402
-                           fix_mmcv_adjust_hue_numpy2, init_gloo_if_no_cuda,
-                           strip_collate_fn_scope)
+from sema_mm.utils import build_runner  # noqa: E402
 
 _OUT_ITEMS = ('metrics', 'pred')
 
@@ -97,14 +93,11 @@ def merge_args(cfg, args):
         loader['pin_memory'] = not args.no_pin_memory
         if not loader.get('num_workers', 0):
             loader['persistent_workers'] = False
-    strip_collate_fn_scope(cfg)
-    cpu_model_wrapper_cfg(cfg, args.launcher)
     return cfg
 
 
 def main(argv=None):
     args = parse_args(argv)
-    fix_mmcv_adjust_hue_numpy2()
 
     if args.out is None and args.out_item is not None:
         raise ValueError('`--out-item` needs `--out` (the file to write); '
@@ -116,12 +109,7 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
 
-    init_gloo_if_no_cuda(args.launcher)
-
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
+    runner = build_runner(cfg, args.launcher)
 
     if args.out and args.out_item in (None, 'pred'):
         runner.test_evaluator.metrics.append(

@@ -18,16 +18,12 @@ import os.path as osp
 import sys
 
 from mmengine.config import Config, DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 # Allow `python tools/train.py` from a checkout without installing sema_mm.
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import sema_mm  # noqa: E402,F401  (registers hooks, allow-lists checkpoints)
-from sema_mm.utils import (cpu_model_wrapper_cfg,  # noqa: E402
-                           fix_mmcv_adjust_hue_numpy2, init_gloo_if_no_cuda,
-                           strip_collate_fn_scope)
+from sema_mm.utils import build_runner  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -146,27 +142,16 @@ def merge_args(cfg, args):
         cfg.merge_from_dict(args.cfg_options)
 
     set_dataloader_defaults(cfg, args)
-    strip_collate_fn_scope(cfg)
-    cpu_model_wrapper_cfg(cfg, args.launcher)
     return cfg
 
 
 def main(argv=None):
     args = parse_args(argv)
-    fix_mmcv_adjust_hue_numpy2()
 
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
 
-    # mmengine's init_dist needs CUDA; without it, start gloo first (the
-    # Runner then uses the existing process group).
-    init_gloo_if_no_cuda(args.launcher)
-
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
-
+    runner = build_runner(cfg, args.launcher)
     runner.train()
 
 
