@@ -452,11 +452,24 @@ class SEMAHook(EMAHook):
                 self.ema_model.update_parameters(self.src_model)
             else:
                 self.ema_model.reset_to(self.src_model)
-        if self.switch_due(runner.iter + 1) and self._ema_started(runner):
-            self.switch(runner)
+        self.switch_if_due(runner)
 
     # ------------------------------------------------------------------
     # the switch
+    def switch_if_due(self, runner) -> bool:
+        """Switch after this iteration if the schedule says so and the EMA
+        has started (``begin_iter`` / ``begin_epoch``).
+
+        Args:
+            runner (Runner): The runner of the training process.
+
+        Returns:
+            bool: Whether a switch was made.
+        """
+        if self.switch_due(runner.iter + 1) and self._ema_started(runner):
+            return self.switch(runner)
+        return False
+
     def switch(self, runner) -> bool:
         """Copy the EMA into the training model, log the distance before it.
 

@@ -249,8 +249,7 @@ class SSLSwitchHook(SEMAHook):
             outputs (dict, optional): Outputs from the model.
                 Defaults to None.
         """
-        if self.switch_due(runner.iter + 1) and self._ema_started(runner):
-            self.switch(runner)
+        self.switch_if_due(runner)
 
     def switch(self, runner) -> bool:
         """Copy one network into the other, log the distance before it.
