@@ -31,6 +31,9 @@ setup(
         'analysis': ['scikit-learn', 'matplotlib'],
         # tools/benchmark/ema_update.py compares against ema-pytorch too
         'benchmark': ['ema-pytorch'],
+        # sharded training under DeepSpeed ZeRO; its setup.py imports torch:
+        # install it with --no-build-isolation (scripts/install_stack.sh)
+        'deepspeed': ['deepspeed==0.19.8'],
         'all': [
             'mmpretrain==1.2.0', 'mmdet==3.3.0', 'pytest', 'scikit-learn',
             'matplotlib'

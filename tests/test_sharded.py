@@ -70,7 +70,7 @@ def register():
     HOOKS.register_module(module=ShardRecorder, force=True)
 
 
-def fsdp_cfg(work_dir, max_epochs, resume_from=None):
+def fsdp_cfg(work_dir, max_epochs, resume_from=None, state_dict_cfg='local'):
     cfg = Config(
         dict(
             work_dir=work_dir,
@@ -92,6 +92,7 @@ def fsdp_cfg(work_dir, max_epochs, resume_from=None):
                            val_interval=1),
             strategy=dict(
                 type='ResumableFSDPStrategy',
+                state_dict_cfg=state_dict_cfg,
                 model_wrapper=dict(
                     use_orig_params=True, device_id=torch.device('cpu'))),
             default_hooks=dict(
@@ -121,7 +122,8 @@ def _env(rank, port):
     torch.set_num_threads(1)
 
 
-def fsdp_worker(rank, port, work_dir, max_epochs, resume_from, out):
+def fsdp_worker(rank, port, work_dir, max_epochs, resume_from, out,
+                state_dict_cfg='local'):
     _env(rank, port)
     init_gloo_if_no_cuda('pytorch')
     from mmengine.runner._flexible_runner import FlexibleRunner
@@ -129,20 +131,21 @@ def fsdp_worker(rank, port, work_dir, max_epochs, resume_from, out):
     from mmengine.registry import METRICS
     METRICS.register_module(module=ToyMetric, force=True)
     register()
-    runner = FlexibleRunner.from_cfg(fsdp_cfg(work_dir, max_epochs,
-                                              resume_from))
+    runner = FlexibleRunner.from_cfg(
+        fsdp_cfg(work_dir, max_epochs, resume_from, state_dict_cfg))
     runner.train()
     rec = next(h for h in runner.hooks if isinstance(h, ShardRecorder))
     torch.save((rec.records, rec.val_seen), f'{out}.rank{rank}')
     torch.distributed.destroy_process_group()
 
 
-def run_fsdp(work_dir, max_epochs, resume_from=None):
+def run_fsdp(work_dir, max_epochs, resume_from=None, state_dict_cfg='local'):
     out = osp.join(work_dir, 'records')
     os.makedirs(work_dir, exist_ok=True)
     mp.spawn(
         fsdp_worker,
-        args=(free_port(), work_dir, max_epochs, resume_from, out),
+        args=(free_port(), work_dir, max_epochs, resume_from, out,
+              state_dict_cfg),
         nprocs=WORLD_SIZE,
         join=True)
     return [torch.load(f'{out}.rank{r}') for r in range(WORLD_SIZE)]
@@ -150,6 +153,27 @@ def run_fsdp(work_dir, max_epochs, resume_from=None):
 
 def close(a, b):
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def assert_resumed_bitwise(resumed, reference, steps):
+    """The resumed run's one record per rank (model, EMA, EMA bytes, EMA
+    steps) equals the uninterrupted run's last one, bitwise."""
+    for (m, e, _, s), (m_ref, e_ref, _, s_ref) in zip(resumed, reference):
+        assert s == s_ref == steps
+        for n in m_ref:
+            assert torch.equal(m[n], m_ref[n]) and torch.equal(e[n], e_ref[n])
+
+
+def export_ema(ckpt, root):
+    """Run tools/export_ema.py on ``ckpt``; the exported EMA loads strictly
+    into the unsharded model. Returns the exported file's contents."""
+    out = osp.join(root, 'ema.pth')
+    subprocess.run([
+        sys.executable, osp.join(ROOT, 'tools', 'export_ema.py'), ckpt, out
+    ], check=True, cwd=ROOT)
+    exported = torch.load(out, weights_only=True)
+    RegressionModel().load_state_dict(exported['state_dict'], strict=True)
+    return exported
 
 
 def test_fsdp_flexible_runner_matches_ddp_single_resume_export():
@@ -192,24 +216,40 @@ def test_fsdp_flexible_runner_matches_ddp_single_resume_export():
     assert sorted(os.listdir(ckpt)) == ['rank0.pth', 'rank1.pth']
     (res0, _), (res1, _) = run_fsdp(osp.join(root, 'resume'), 3, ckpt)
     assert len(res0) == 1
-    for (m, e, _, s), (m_ref, e_ref, _, s_ref) in zip(
-        [res0[0], res1[0]], [rec0[-1], rec1[-1]]):
-        assert s == s_ref == 6
-        for n in names:
-            assert torch.equal(m[n], m_ref[n]) and torch.equal(e[n], e_ref[n])
+    assert_resumed_bitwise([res0[0], res1[0]], [rec0[-1], rec1[-1]], 6)
 
     # export: stitched offline into one state dict for the unsharded model
-    out = osp.join(root, 'ema.pth')
-    subprocess.run([
-        sys.executable,
-        osp.join(ROOT, 'tools', 'export_ema.py'),
-        osp.join(root, 'fsdp', 'epoch_3.pth'), out
-    ], check=True, cwd=ROOT)
-    exported = torch.load(out, weights_only=True)
-    model = RegressionModel()
-    model.load_state_dict(exported['state_dict'], strict=True)
+    exported = export_ema(osp.join(root, 'fsdp', 'epoch_3.pth'), root)
     for n in names:
         assert torch.equal(exported['state_dict'][n], rec0[-1][1][n])
+    tmp.cleanup()
+
+
+def test_fsdp_full_state_dict_checkpoints_resume_and_export():
+    """FSDPStrategy(state_dict_cfg='full'): one checkpoint file holding the
+    gathered EMA (in ``state_dict``, as EMAHook stores it) and the training
+    weights (in ``ema_state_dict``); resuming cuts the EMA into this
+    rank's shards and is bitwise equal to the uninterrupted run."""
+    tmp = tempfile.TemporaryDirectory()
+    root = tmp.name
+    (rec0, _), (rec1, _) = run_fsdp(osp.join(root, 'full'), 3,
+                                    state_dict_cfg='full')
+    names = list(RegressionModel().state_dict())
+    ckpt = osp.join(root, 'full', 'epoch_2.pth')
+    assert osp.isfile(ckpt)
+    saved = torch.load(ckpt, weights_only=True)
+    _, e2, _, s2 = rec0[1]
+    assert int(saved['ema_state_dict']['steps']) == s2 == 4
+    for n in names:  # the EMA is what `state_dict` holds
+        assert torch.equal(saved['state_dict'][n], e2[n])
+    (res0, _), (res1, _) = run_fsdp(osp.join(root, 'resume'), 3, ckpt,
+                                    state_dict_cfg='full')
+    assert len(res0) == 1
+    assert_resumed_bitwise([res0[0], res1[0]], [rec0[-1], rec1[-1]], 6)
+    exported = export_ema(osp.join(root, 'full', 'epoch_3.pth'),
+                          root)['state_dict']
+    for n in names:
+        assert torch.equal(exported[n], rec0[-1][1][n])
     tmp.cleanup()
 
 

@@ -7,6 +7,10 @@ Works offline (one process, no GPU, no process group) on:
   ``rank0.pth``, ``rank1.pth``, ...): the EMA shards that SEMAHook saved on
   every rank are stitched together, and buffers are taken from rank 0
   (FSDP does not shard buffers);
+- a checkpoint directory written by ``ResumableDeepSpeedStrategy``
+  (``epoch_N.pth/`` holding DeepSpeed's ``*model_states.pt``): under ZeRO-3
+  every rank's file holds its EMA partitions, which are stitched together;
+  under ZeRO-1/2 the file of rank 0 holds the whole EMA;
 - a single-file checkpoint written by SEMAHook / EMAHook (single process,
   DDP, or ``FSDPStrategy(state_dict_cfg='full')``): its ``state_dict``
   already holds the EMA weights.
@@ -57,9 +61,46 @@ def _load(path, rank=None, world_size=None):
         dist.destroy_process_group()
 
 
+def _load_deepspeed(path):
+    """``torch.load(weights_only=True)`` of a DeepSpeed model-states file
+    written through mmengine (its DeepSpeed config is a ConfigDict)."""
+    from mmengine.config import ConfigDict
+    allow_mmengine_checkpoints()
+    with torch.serialization.safe_globals([ConfigDict]):
+        return torch.load(path, map_location='cpu', weights_only=True)
+
+
+def _from_states(states, ckpt):
+    """The full EMA state dict and meta from SEMAHook's EMA states."""
+    state = OrderedDict(stitch_shards(states))
+    for name, buf in states[0].get('buffers', {}).items():
+        state[name] = buf  # averaged buffers (update_buffers=True)
+    for name, buf in states[0].get('model_buffers', {}).items():
+        state.setdefault(name, buf)
+    meta = dict(ckpt.get('meta', {}))
+    meta.update(
+        ema_steps=int(states[0]['steps']),
+        ema_world_size=max(s['layout']['world_size'] for s in states))
+    return state, meta
+
+
 def export(src: str) -> dict:
     """The EMA of checkpoint ``src`` as ``{'state_dict', 'meta'}``."""
-    if osp.isdir(src):
+    ds_files = sorted(glob.glob(osp.join(src, '*model_states.pt')))
+    if osp.isdir(src) and ds_files:
+        ckpts = [_load_deepspeed(f) for f in ds_files]
+        states = [
+            c['ema_state_dict'] for c in ckpts
+            if is_sharded_ema_state(c.get('ema_state_dict'))
+        ]
+        if not states:
+            raise ValueError(f'{src} holds no SEMAHook EMA; was it trained '
+                             "with SEMAHook and 'ResumableDeepSpeedStrategy'?")
+        full = [s for s in states if s['layout']['kind'] == 'full']
+        state, meta = _from_states(full[:1] or states, ckpts[0])
+        meta['ema_world_size'] = ckpts[0].get('dp_world_size',
+                                              meta['ema_world_size'])
+    elif osp.isdir(src):
         files = sorted(
             glob.glob(osp.join(src, 'rank*.pth')),
             key=lambda f: int(re.findall(r'rank(\d+)', f)[-1]))
@@ -70,15 +111,7 @@ def export(src: str) -> dict:
         if not all(is_sharded_ema_state(s) for s in states):
             raise ValueError(f'{src} holds no sharded SEMAHook EMA; was it '
                              'trained with SEMAHook?')
-        state = OrderedDict(stitch_shards(states))
-        for name, buf in states[0].get('buffers', {}).items():
-            state[name] = buf  # averaged buffers (update_buffers=True)
-        for name, buf in states[0].get('model_buffers', {}).items():
-            state.setdefault(name, buf)
-        meta = dict(ckpts[0].get('meta', {}))
-        meta.update(
-            ema_steps=int(states[0]['steps']),
-            ema_world_size=states[0]['layout']['world_size'])
+        state, meta = _from_states(states, ckpts[0])
     else:
         ckpt = _load(src)
         if 'ema_state_dict' not in ckpt:
@@ -101,7 +134,7 @@ def main():
         description='Export the SEMA/EMA weights of a (sharded) checkpoint '
         'as one full state dict')
     parser.add_argument('checkpoint', help='checkpoint file or directory '
-                        '(FSDPStrategy state_dict_cfg="local")')
+                        '(FSDPStrategy state_dict_cfg="local", DeepSpeed)')
     parser.add_argument('out', help='output .pth file')
     args = parser.parse_args()
     out = export(args.checkpoint)

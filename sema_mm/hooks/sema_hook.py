@@ -12,10 +12,12 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 from ..models.sharded_ema import (SHARDED_EMA_TYPES, ShardedEMAModel,
-                                  is_sharded_ema_state, sharded_kind)
+                                  deepspeed_engine, is_sharded_ema_state,
+                                  sharded_kind)
 from ..models.switch_ema import (check_momentum, copy_ema_to,
                                  current_momentum, switch_statistics)
 from ..utils import fsdp_strategy  # noqa: F401 (ResumableFSDPStrategy)
+from ..utils import deepspeed_strategy
 
 DATA_BATCH = Optional[Union[dict, tuple, list]]
 
@@ -47,6 +49,18 @@ def iters_per_epoch(dataloader) -> int:
     drop_last = getattr(batch_sampler, 'drop_last', False)
     return per_rank // batch_size if drop_last else math.ceil(
         per_rank / batch_size)
+
+
+def optimizer_stepped(runner) -> bool:
+    """Whether the optimizer stepped in this iteration: False between
+    gradient accumulation boundaries (``OptimWrapper.should_update``; under
+    DeepSpeed, which accumulates inside its engine, also after a step
+    skipped for fp16 overflow: ``engine.was_step_applied()``, a host flag)."""
+    engine = deepspeed_engine(runner.model)
+    if engine is not None:
+        return bool(engine.was_step_applied())
+    should_update = getattr(runner.optim_wrapper, 'should_update', None)
+    return should_update is None or bool(should_update())
 
 
 def _check_switch_interval(value, by_epoch: bool):
@@ -111,8 +125,17 @@ class SEMAHook(EMAHook):
         that epoch's log line, validation and checkpoint. The switch schedule
         counts data iterations (``runner.iter``); the EMA advances once per
         optimizer step, so under gradient accumulation
-        (``optim_wrapper.accumulative_counts=k``) it moves once every ``k``
+        (``optim_wrapper.accumulative_counts=k``, or DeepSpeed's
+        ``gradient_accumulation_steps``) it moves once every ``k``
         iterations.
+
+    Note:
+        Sharded models (mmengine ``FlexibleRunner`` with
+        ``ResumableFSDPStrategy`` / ``FSDPStrategy`` or
+        ``ResumableDeepSpeedStrategy`` at ZeRO stage 1-3, and FSDP2
+        models) get a :class:`~sema_mm.models.ShardedEMAModel` that keeps
+        only this rank's shard of the EMA (under DeepSpeed, of the fp32
+        master weights); see ``docs/sharded.md``.
 
     Args:
         ema_type (str): Any registered mmengine averaged model
@@ -232,14 +255,24 @@ class SEMAHook(EMAHook):
                 f'{SHARDED_EMA_TYPES} (a constant-momentum EMA), but got '
                 f'{ema_type!r}')
         model = runner.model
+        if deepspeed_engine(model) is not None and not isinstance(
+                getattr(runner, 'strategy', None),
+                deepspeed_strategy.ResumableDeepSpeedStrategy):
+            raise ValueError(
+                "SEMAHook under DeepSpeed needs strategy=dict(type="
+                "'ResumableDeepSpeedStrategy', ...): mmengine's "
+                'DeepSpeedStrategy does not call the hooks when it saves or '
+                'loads a checkpoint, so the EMA would be neither saved nor '
+                'resumed')
         self.src_model = model.module if is_model_wrapper(model) else model
         self.ema_model = ShardedEMAModel(self.src_model, root=model, **cfg)
         self._sharded_ema_loaded = False
 
     def before_run(self, runner) -> None:
         """Build the EMA: a copy of the model as ``EMAHook`` does, or, for
-        a model sharded with FSDP (``use_orig_params=True``) or FSDP2, a
-        :class:`ShardedEMAModel` holding this rank's shards only.
+        a model sharded with FSDP (``use_orig_params=True``), FSDP2 or
+        DeepSpeed ZeRO, a :class:`ShardedEMAModel` holding this rank's
+        shards only.
 
         Args:
             runner (Runner): The runner of the training process.
@@ -308,6 +341,13 @@ class SEMAHook(EMAHook):
         if not self._sharded():
             super().before_save_checkpoint(runner, checkpoint)
             return
+        if self.ema_model.kind == 'zero':
+            # DeepSpeed ZeRO-1/2 writes the client state of rank 0 only
+            state = self.ema_model.full_state(self.src_model)
+            state['model_buffers'] = self.ema_model.model_buffers(
+                self.src_model)
+            checkpoint['ema_state_dict'] = state
+            return
         full = getattr(getattr(runner, 'strategy', None),
                        '_is_full_state_dict', None)
         if full is None or not full():
@@ -360,8 +400,12 @@ class SEMAHook(EMAHook):
             self.switch_iters = interval
         # Under DDP an iteration is one global optimizer step already; with
         # gradient accumulation the EMA moves once per optimizer step.
-        # OptimWrapper keeps the count in a private attribute only.
-        accumulate = getattr(runner.optim_wrapper, '_accumulative_counts', 1)
+        # OptimWrapper keeps the count in a private attribute only; a
+        # DeepSpeed engine accumulates by its own config.
+        engine = deepspeed_engine(runner.model)
+        accumulate = (engine.gradient_accumulation_steps()
+                      if engine is not None else getattr(
+                          runner.optim_wrapper, '_accumulative_counts', 1))
         steps = float(self.switch_iters) / accumulate
         if self.auto_momentum:
             momentum = self.target_ratio / steps
@@ -443,8 +487,7 @@ class SEMAHook(EMAHook):
             outputs (dict, optional): Outputs from the model.
                 Defaults to None.
         """
-        should_update = getattr(runner.optim_wrapper, 'should_update', None)
-        if should_update is None or should_update():
+        if optimizer_stepped(runner):
             if not self._sharded():
                 super().after_train_iter(runner, batch_idx, data_batch,
                                          outputs)

@@ -12,11 +12,25 @@ parameter bytes divided by the world size:
   ``.data`` is a 1-D view of its part of the rank's flat shard (size 0 where
   the rank holds none of it);
 - FSDP2 (``torch.distributed.fsdp.fully_shard``): every parameter is a
-  ``DTensor`` whose local tensor is the rank's shard (dim-0 chunks).
+  ``DTensor`` whose local tensor is the rank's shard (dim-0 chunks);
+- DeepSpeed ZeRO stage 3 (kind ``'zero3'``): the rank's partition of every
+  parameter in the optimizer's fp32 master weights (a 1-D piece of the
+  flattened parameter, padded at the end), written back to
+  ``param.ds_tensor`` after a switch or swap;
+- DeepSpeed ZeRO stage 1 and 2, and the bf16 optimizer (kind ``'zero'``):
+  the fragments of the fp32 master weights this rank's optimizer owns
+  (``param._hp_mapping``); the full low-precision parameters are rebuilt
+  from them (``optimizer.update_lp_params()``, an all-gather) after a switch
+  or swap.
+
+Under DeepSpeed the EMA follows the fp32 master weights, not the
+(possibly 16-bit) model parameters, and the switch writes the master
+weights, which the next optimizer step would otherwise copy back over the
+model.
 
 Every operation on the training path works on those local tensors, fetched
 afresh at each call (a Python loop over the parameters: no tensor reads, no
-collectives):
+collectives, except the DeepSpeed write-back noted above):
 
 - :meth:`ShardedEMAModel.update_parameters`: one ``torch._foreach_lerp_``
   (the first update copies), exactly as :class:`SwitchEMAModel`;
@@ -33,6 +47,7 @@ buffers are averaged (whole, on every rank) and the others copied, as in
 :class:`SwitchEMAModel`.
 """
 import numbers
+import sys
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
@@ -44,9 +59,9 @@ from torch import Tensor
 from .switch_ema import check_momentum, foreach_copy_
 
 __all__ = [
-    'ShardedEMAModel', 'sharded_kind', 'local_shard', 'shard_like',
+    'ShardedEMAModel', 'sharded_kind', 'local_shard',
     'clean_name', 'gather_full_state_dict', 'is_sharded_ema_state',
-    'stitch_shards',
+    'stitch_shards', 'deepspeed_engine',
     'SHARDED_EMA_TYPES'
 ]
 
@@ -59,6 +74,9 @@ except ImportError:  # pragma: no cover
 #: constant-momentum EMA, first update copies).
 SHARDED_EMA_TYPES = ('SwitchEMAModel', 'ExponentialMovingAverage',
                      'ShardedEMAModel')
+
+#: Kinds whose local shard is a 1-D piece of the flattened parameter.
+FLAT_KINDS = ('fsdp', 'zero', 'zero3')
 
 # Prefixes FSDP and activation checkpointing put into parameter names.
 _WRAPPER_PREFIXES = ('_fsdp_wrapped_module.', '_checkpoint_wrapped_module.',
@@ -84,21 +102,61 @@ def _is_dtensor(t) -> bool:
     return DTensor is not None and isinstance(t, DTensor)
 
 
+def deepspeed_engine(model) -> Optional[nn.Module]:
+    """The ``DeepSpeedEngine`` behind ``model``: the engine itself or
+    mmengine's ``MMDeepSpeedEngineWrapper`` around it; None otherwise (and
+    always when DeepSpeed has not been imported)."""
+    ds = sys.modules.get('deepspeed')
+    engine_cls = getattr(ds, 'DeepSpeedEngine', None)
+    if engine_cls is None:
+        return None
+    for m in (model, getattr(model, 'model', None)):
+        if isinstance(m, engine_cls):
+            return m
+    return None
+
+
+def _deepspeed_kind(engine) -> str:
+    """``'zero3'`` or ``'zero'``."""
+    opt = engine.optimizer
+    if getattr(opt, 'offload_optimizer', False) or getattr(
+            opt, 'cpu_offload', False):
+        raise NotImplementedError(
+            'SEMAHook does not support DeepSpeed optimizer offload '
+            '(zero_optimization.offload_optimizer) yet')
+    if engine.zero_optimization_partition_weights():
+        return 'zero3'
+    if any(hasattr(p, '_hp_mapping') for p in engine.module.parameters()):
+        return 'zero'
+    raise NotImplementedError(
+        'SEMAHook under DeepSpeed needs ZeRO stage 1, 2 or 3 '
+        '(zero_optimization.stage); stage 0 is plain data parallelism: use '
+        'DDP (the default runner) for it')
+
+
 def sharded_kind(model: nn.Module) -> Optional[str]:
     """How ``model`` is sharded.
 
     Args:
-        model (nn.Module): A model, wrapped or not.
+        model (nn.Module): A model, wrapped or not (a DeepSpeed engine or
+            mmengine's wrapper of it included).
 
     Returns:
         str, optional: ``'fsdp'`` (FSDP1 wrapper somewhere in the model),
-        ``'fsdp2'`` (DTensor parameters, e.g. from ``fully_shard``) or None
-        (not sharded: use :class:`SwitchEMAModel`).
+        ``'fsdp2'`` (DTensor parameters, e.g. from ``fully_shard``),
+        ``'zero3'`` (DeepSpeed ZeRO stage 3), ``'zero'`` (DeepSpeed ZeRO
+        stage 1/2 or its bf16 optimizer: fp32 master weights partitioned)
+        or None (not sharded: use :class:`SwitchEMAModel`).
 
     Raises:
         ValueError: For FSDP1 without ``use_orig_params=True``, whose
             original parameters are not visible.
+        NotImplementedError: For DeepSpeed set-ups the EMA does not follow
+            (optimizer offload, ZeRO stage 0).
     """
+    engine = deepspeed_engine(model)
+    if engine is not None:
+        return _deepspeed_kind(engine)
     fsdp = _fsdp1_class()
     if fsdp is not None:
         units = [m for m in model.modules() if isinstance(m, fsdp)]
@@ -126,6 +184,44 @@ def local_shard(param: Tensor) -> Tensor:
     return param.data
 
 
+def _zero3_local(param: Tensor) -> Tensor:
+    """ZeRO-3: this rank's partition of ``param`` in the optimizer's fp32
+    master weights (a view into its flat group); a frozen parameter has no
+    master copy, its partition ``ds_tensor`` is the weight."""
+    if param.requires_grad:
+        return param._z3_optimizer.get_local_fp32_param(param)
+    return param.ds_tensor.data
+
+
+def _zero_local(param: Tensor, rank: int) -> Tensor:
+    """ZeRO-1/2: the fragment of ``param``'s fp32 master weights that this
+    rank's optimizer owns (empty if none). Frozen parameters are not in
+    the optimizer and are full on every rank: rank 0 keeps them."""
+    mapping = getattr(param, '_hp_mapping', None)
+    if mapping is not None:
+        return mapping.get_hp_fragment()
+    if not param.requires_grad and rank == 0:
+        return param.data
+    return param.data.new_empty(0)
+
+
+def _zero_layout(params, kind: str, rank: int):
+    """Unsharded shapes and flat start offsets of the local pieces under
+    DeepSpeed (``kind`` ``'zero3'`` or ``'zero'``)."""
+    shapes, offsets = {}, {}
+    for n, p in params:
+        if kind == 'zero3':
+            shapes[n] = tuple(p.ds_shape)
+            group_rank = dist.get_rank(group=p.ds_process_group)
+            offsets[n] = (group_rank * p.ds_tensor.ds_numel, )
+        else:
+            shapes[n] = tuple(p.shape)
+            mapping = getattr(p, '_hp_mapping', None)
+            offsets[n] = ((mapping.lp_fragment_address.start, )
+                          if mapping is not None else (0, ))
+    return shapes, offsets
+
+
 def _fsdp1_shard_infos(root: nn.Module) -> Dict[int, object]:
     """``id(original parameter) -> (_ShardParamInfo, unsharded shape)`` for
     every FSDP1 unit (under FSDP1 a parameter's own shape is that of its
@@ -141,42 +237,6 @@ def _fsdp1_shard_infos(root: nn.Module) -> Dict[int, object]:
                                   flat._shard_param_infos, flat._shapes):
             infos[id(p)] = (info, tuple(shape))
     return infos
-
-
-def shard_like(full: Tensor, param: Tensor, info=None) -> Tensor:
-    """Cut this rank's part out of a full (unsharded) tensor, without
-    communication.
-
-    Args:
-        full (Tensor): The full tensor, shaped as the unsharded parameter.
-        param (Tensor): The sharded parameter (FSDP1 view or DTensor).
-        info (tuple, optional): FSDP1's record of which part of the
-            parameter this rank holds and the parameter's unsharded shape
-            (from ``_fsdp1_shard_infos``); needed for FSDP1.
-
-    Returns:
-        Tensor: A tensor shaped as :func:`local_shard` of ``param``.
-    """
-    if _is_dtensor(param):
-        from torch.distributed.tensor._utils import \
-            compute_local_shape_and_global_offset
-        if tuple(full.shape) != tuple(param.shape):
-            raise ValueError(f'shape {tuple(full.shape)} does not match the '
-                             f'sharded parameter {tuple(param.shape)}')
-        shape, offset = compute_local_shape_and_global_offset(
-            param.shape, param.device_mesh, param.placements)
-        index = tuple(slice(o, o + s) for o, s in zip(offset, shape))
-        return full[index]
-    if info is None:  # not sharded
-        return full
-    info, shape = info
-    if tuple(full.shape) != shape:
-        raise ValueError(f'shape {tuple(full.shape)} does not match the '
-                         f'sharded parameter {shape}')
-    if not info.in_shard:
-        return full.new_empty(0)
-    return full.reshape(-1)[info.intra_param_start_idx:info.
-                            intra_param_end_idx + 1]
 
 
 def _shard_offset(param: Tensor, info=None) -> Tuple[int, ...]:
@@ -215,7 +275,11 @@ def stitch_shards(states: List[dict]) -> Dict[str, Tensor]:
     kind = states[0]['layout']['kind']
     out = OrderedDict()
     for name, shape in states[0]['layout']['full_shapes'].items():
-        first = states[0]['params'][name]
+        # the dtype of a piece that holds values (an empty one may be a
+        # placeholder of another dtype)
+        first = next((s['params'][name] for s in states
+                      if s['params'][name].numel()),
+                     states[0]['params'][name])
         full = torch.zeros(shape, dtype=first.dtype)
         seen = torch.zeros(shape, dtype=torch.bool)
         for s in states:
@@ -223,10 +287,14 @@ def stitch_shards(states: List[dict]) -> Dict[str, Tensor]:
             if not piece.numel():
                 continue
             offset = s['layout']['offsets'][name]
-            if kind == 'fsdp':
+            if kind in FLAT_KINDS:
                 start = offset[0]
-                full.view(-1)[start:start + piece.numel()] = piece.reshape(-1)
-                seen.view(-1)[start:start + piece.numel()] = True
+                # ZeRO-3 pads the partitions to equal sizes
+                n = min(piece.numel(), full.numel() - start)
+                if n <= 0:
+                    continue
+                full.view(-1)[start:start + n] = piece.reshape(-1)[:n]
+                seen.view(-1)[start:start + n] = True
             else:
                 index = tuple(
                     slice(o, o + n) for o, n in zip(offset, piece.shape))
@@ -249,7 +317,8 @@ class ShardedEMAModel(nn.Module):
 
     Args:
         model (nn.Module): The sharded model (FSDP1 wrapper or its module,
-            or a model with FSDP2 ``DTensor`` parameters).
+            a model with FSDP2 ``DTensor`` parameters, or a DeepSpeed
+            engine's module, with the engine as ``root``).
         momentum (float): The mmengine momentum ``m`` in (0, 1).
             Defaults to 0.001 (the paper's alpha = 0.999).
         interval (int): Average every ``interval`` updates. Defaults to 1.
@@ -257,9 +326,11 @@ class ShardedEMAModel(nn.Module):
             stays with the shards).
         update_buffers (bool): Average floating buffers and copy the others
             (whole tensors: FSDP does not shard buffers). Defaults to False.
-        root (nn.Module, optional): The outermost FSDP1 wrapper, needed for
-            :meth:`full_state_dict` under FSDP1 when ``model`` is the
-            unwrapped module. Defaults to None (``model``).
+        root (nn.Module, optional): The outermost wrapper: the FSDP1
+            wrapper (needed for :meth:`full_state_dict` under FSDP1 when
+            ``model`` is the unwrapped module) or the DeepSpeed engine (or
+            mmengine's wrapper of it; needed under DeepSpeed). Defaults to
+            None (``model``).
     """
 
     def __init__(self,
@@ -283,26 +354,33 @@ class ShardedEMAModel(nn.Module):
         self.kind = sharded_kind(root if root is not None else model)
         if self.kind is None:
             raise ValueError('ShardedEMAModel needs a model sharded with '
-                             'FSDP (use_orig_params=True) or FSDP2; use '
-                             'SwitchEMAModel for other models')
+                             'FSDP (use_orig_params=True), FSDP2 or '
+                             'DeepSpeed ZeRO; use SwitchEMAModel for other '
+                             'models')
         self._root = root if root is not None else model
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.world_size = (dist.get_world_size()
                            if dist.is_initialized() else 1)
+        model = self._unwrap(model)
 
         params = [(clean_name(n), p) for n, p in model.named_parameters()]
         # Where each local shard sits in its full parameter, so that saved
         # shards can be stitched together offline (tools/export_ema.py).
-        infos = (_fsdp1_shard_infos(self._root)
-                 if self.kind == 'fsdp' else {})
-        self.full_shapes = {
-            n: infos[id(p)][1] if id(p) in infos else tuple(p.shape)
-            for n, p in params
-        }
-        self.offsets = {n: _shard_offset(p, infos.get(id(p)))
-                        for n, p in params}
+        if self.kind in ('zero', 'zero3'):
+            self.full_shapes, self.offsets = _zero_layout(
+                params, self.kind, self.rank)
+        else:
+            infos = (_fsdp1_shard_infos(self._root)
+                     if self.kind == 'fsdp' else {})
+            self.full_shapes = {
+                n: infos[id(p)][1] if id(p) in infos else tuple(p.shape)
+                for n, p in params
+            }
+            self.offsets = {n: _shard_offset(p, infos.get(id(p)))
+                            for n, p in params}
         self.shards: Dict[str, Tensor] = OrderedDict(
-            (n, local_shard(p).detach().clone()) for n, p in params)
+            (n, t.detach().clone())
+            for (n, _), t in zip(params, self._sources(p for _, p in params)))
         self.buffer_names: List[str] = []
         self.buffer_avg: Dict[str, Tensor] = OrderedDict()
         if self.update_buffers:
@@ -332,10 +410,25 @@ class ShardedEMAModel(nn.Module):
     def _ema_list(self) -> List[Tensor]:
         return list(self.shards.values()) + list(self.buffer_avg.values())
 
+    def _unwrap(self, model):
+        """The module whose parameters the EMA follows (a DeepSpeed engine
+        stands for its ``module``)."""
+        engine = deepspeed_engine(model)
+        return engine.module if engine is not None else model
+
+    def _sources(self, params) -> List[Tensor]:
+        """The local tensors the EMA follows, one per parameter."""
+        if self.kind == 'zero3':
+            return [_zero3_local(p) for p in params]
+        if self.kind == 'zero':
+            return [_zero_local(p, self.rank) for p in params]
+        return [local_shard(p) for p in params]
+
     def _model_list(self, model: nn.Module) -> List[Tensor]:
         """This rank's current local tensors of ``model``, aligned with
         :meth:`_ema_list` (fetched afresh: FSDP re-creates the views)."""
-        out = [local_shard(p) for p in model.parameters()]
+        model = self._unwrap(model)
+        out = self._sources(model.parameters())
         if self.update_buffers:
             out += [local_shard(b) for b in model.buffers()]
         if len(out) != len(self.shards) + len(self.buffer_avg):
@@ -405,6 +498,7 @@ class ShardedEMAModel(nn.Module):
         ema, src = self._pairs(model)
         if ema:
             foreach_copy_(src, ema)
+        self._write_back(model)
 
     @torch.no_grad()
     def swap(self, model: nn.Module) -> None:
@@ -414,6 +508,26 @@ class ShardedEMAModel(nn.Module):
             tmp = e.clone()
             e.copy_(s)
             s.copy_(tmp)
+        self._write_back(model)
+
+    @torch.no_grad()
+    def _write_back(self, model: nn.Module) -> None:
+        """Under DeepSpeed, make the model parameters follow the fp32 master
+        weights that :meth:`copy_to` / :meth:`swap` just wrote (the next
+        optimizer step would do it, too late for the forward passes
+        before it). A collective for ``'zero'`` and for ZeRO-3's persistent
+        (never partitioned) parameters; a no-op for FSDP."""
+        if self.kind == 'zero3':
+            opt = deepspeed_engine(self._root).optimizer
+            # release the gathered copies of the persistent parameters ...
+            opt.checkpoint_event_prologue()
+            for p in self._unwrap(model).parameters():
+                if p.requires_grad:
+                    p.ds_tensor.data.copy_(_zero3_local(p))
+            # ... and gather them again from the new partitions
+            opt.checkpoint_event_epilogue()
+        elif self.kind == 'zero':
+            deepspeed_engine(self._root).optimizer.update_lp_params()
 
     @torch.no_grad()
     def switch_statistics(self, model: nn.Module) -> Tuple[float, bool]:
@@ -479,10 +593,10 @@ class ShardedEMAModel(nn.Module):
     @torch.no_grad()
     def load_state_dict(self, state_dict: dict, strict: bool = True):
         """Load a state saved by :meth:`state_dict` on the same rank of the
-        same sharding.
+        same sharding, or one written by :meth:`full_state` (any sharding).
 
         Args:
-            state_dict (dict): The saved local state.
+            state_dict (dict): The saved local (or full) state.
             strict (bool): Accepted for interface compatibility; the layout
                 must match whatever its value.
         """
@@ -490,6 +604,11 @@ class ShardedEMAModel(nn.Module):
             raise ValueError('not a ShardedEMAModel state; use '
                              'load_full_state_dict for a full EMA')
         saved = state_dict['layout']
+        if saved.get('kind') == 'full':
+            full = OrderedDict(state_dict['params'])
+            full.update(state_dict.get('buffers', {}))
+            self.load_full_state_dict(full, steps=int(state_dict['steps']))
+            return None
         mine = self.layout()
         for key in ('kind', 'rank', 'world_size', 'shapes'):
             if saved.get(key) != mine[key]:
@@ -506,10 +625,28 @@ class ShardedEMAModel(nn.Module):
         self._num_updates = int(self.steps.item())
         return None
 
+    def _cut(self, name: str, full: Tensor) -> Tensor:
+        """This rank's piece of the full tensor ``full`` of parameter
+        ``name``, shaped as its EMA shard (no communication)."""
+        shape = self.full_shapes[name]
+        if tuple(full.shape) != tuple(shape):
+            raise ValueError(f'{name}: shape {tuple(full.shape)} does not '
+                             f'match the parameter {tuple(shape)}')
+        local, offset = self.shards[name], self.offsets[name]
+        if self.kind in FLAT_KINDS:
+            start = offset[0]
+            piece = full.reshape(-1)[start:start + local.numel()]
+            if piece.numel() < local.numel():  # ZeRO-3 partition padding
+                piece = torch.cat(
+                    [piece, piece.new_zeros(local.numel() - piece.numel())])
+            return piece.view(local.shape)
+        return full[tuple(
+            slice(o, o + n) for o, n in zip(offset, local.shape))]
+
     @torch.no_grad()
     def load_full_state_dict(self,
                              full: Dict[str, Tensor],
-                             model: nn.Module,
+                             model: Optional[nn.Module] = None,
                              steps: Optional[int] = None) -> None:
         """Fill the local shards from a full (unsharded) state dict, e.g. an
         exported EMA or the ``ema_state_dict`` of a DDP checkpoint (its
@@ -517,19 +654,19 @@ class ShardedEMAModel(nn.Module):
 
         Args:
             full (dict[str, Tensor]): Full tensors by unwrapped name.
-            model (nn.Module): The sharded model the EMA belongs to.
+            model (nn.Module, optional): Unused (the layout recorded at
+                construction says where this rank's pieces are); accepted
+                for compatibility. Defaults to None.
             steps (int, optional): The update count to set. Defaults to
                 None (``full['steps']`` if present, else unchanged).
         """
         full = {(k[7:] if k.startswith('module.') else k): v
                 for k, v in full.items()}
-        infos = _fsdp1_shard_infos(self._root) if self.kind == 'fsdp' else {}
-        params = list(model.parameters())
         missing = [n for n in self.shards if n not in full]
         if missing:
             raise KeyError(f'the full state dict lacks {missing[:5]}')
-        for (n, t), p in zip(self.shards.items(), params):
-            t.copy_(shard_like(full[n], p, infos.get(id(p))))
+        for n, t in self.shards.items():
+            t.copy_(self._cut(n, full[n]))
         for n, t in self.buffer_avg.items():
             if n in full:
                 t.copy_(full[n])
@@ -555,6 +692,8 @@ class ShardedEMAModel(nn.Module):
             dict[str, Tensor]: Full CPU tensors keyed as the unwrapped
             model's ``state_dict``.
         """
+        if self.kind in ('zero', 'zero3'):
+            return self._stitched_state_dict(model)
         self.swap(model)
         try:
             return gather_full_state_dict(self._root, self.kind)
@@ -562,17 +701,78 @@ class ShardedEMAModel(nn.Module):
             self.swap(model)
 
 
+    def _stitched_state_dict(self, model: nn.Module) -> Dict[str, Tensor]:
+        """:meth:`full_state_dict` by gathering every rank's local state
+        (``all_gather_object``) and stitching it (DeepSpeed)."""
+        states = [None] * self.world_size
+        if self.world_size > 1:
+            dist.all_gather_object(states, self.state_dict())
+        else:
+            states = [self.state_dict()]
+        params = stitch_shards(states)
+        model = self._unwrap(model)
+        buffers = self.model_buffers(model)
+        out = OrderedDict()
+        for key in model.state_dict().keys():  # ZeRO-3: placeholders
+            key = clean_name(key)
+            if key in params:
+                out[key] = params[key]
+            elif key in states[0]['buffers']:
+                out[key] = states[0]['buffers'][key].cpu()
+            elif key in buffers:
+                out[key] = buffers[key].cpu()
+        return out
+
+    def full_state(self, model: nn.Module) -> dict:
+        """The whole EMA as one state of layout kind ``'full'``, which
+        :meth:`load_state_dict` cuts into any sharding. A collective: what
+        a checkpoint holds when one rank writes it for all (DeepSpeed ZeRO
+        stage 1/2 saves the client state of rank 0 only).
+
+        Args:
+            model (nn.Module): The sharded model the EMA belongs to.
+
+        Returns:
+            dict: A state like :meth:`state_dict`'s, for world size 1.
+        """
+        full = self.full_state_dict(model)
+        shapes = {n: tuple(full[n].shape) for n in self.shards}
+        return dict(
+            sharded_ema=1,
+            steps=self.steps.detach().clone(),
+            layout=dict(
+                kind='full',
+                rank=0,
+                world_size=1,
+                full_shapes=shapes,
+                offsets={n: (0, ) * len(s)
+                         for n, s in shapes.items()},
+                shapes=dict(shapes)),
+            params=OrderedDict((n, full[n]) for n in self.shards),
+            buffers=OrderedDict((n, full[n]) for n in self.buffer_avg))
+
+
 def gather_full_state_dict(root: nn.Module, kind: str) -> Dict[str, Tensor]:
     """The full state dict of a sharded model on every rank (collective).
 
     Args:
-        root (nn.Module): The outermost FSDP1 wrapper, or the FSDP2 model.
-        kind (str): ``'fsdp'`` or ``'fsdp2'``.
+        root (nn.Module): The outermost FSDP1 wrapper, the FSDP2 model, or
+            the DeepSpeed engine (or mmengine's wrapper of it).
+        kind (str): ``'fsdp'``, ``'fsdp2'``, ``'zero'`` or ``'zero3'``.
 
     Returns:
         dict[str, Tensor]: Full CPU tensors keyed by unwrapped names.
     """
-    if kind == 'fsdp':
+    engine = deepspeed_engine(root)
+    if engine is not None:
+        root = engine.module
+    if kind == 'zero3':
+        import deepspeed
+        with deepspeed.zero.GatheredParameters(list(root.parameters())):
+            state = OrderedDict(
+                (k, v.detach().cpu().clone())
+                for k, v in root.state_dict().items())
+    elif kind == 'fsdp':
         from torch.distributed.fsdp import FullStateDictConfig, StateDictType
         fsdp = _fsdp1_class()
         with fsdp.state_dict_type(

@@ -1,4 +1,5 @@
-"""EMA memory per rank: DDP (full copy) vs sharded (FSDP / FSDP2 shards).
+"""EMA memory per rank: DDP (full copy) vs sharded (FSDP / FSDP2 shards,
+DeepSpeed ZeRO-2 / ZeRO-3 partitions).
 
 Starts ``--nproc`` CPU processes with gloo, builds the same MLP under DDP,
 FSDP (``use_orig_params=True``, as mmengine's FSDPStrategy wraps it) and
@@ -9,7 +10,12 @@ parameters, the bytes of the EMA and the time of one EMA update:
 - DDP + SwitchEMAModel: the EMA is a full copy on every rank;
 - FSDP + deep copy (what mmengine's EMAHook does): copies whatever local
   views FSDP exposes;
-- FSDP / FSDP2 + ShardedEMAModel (what SEMAHook builds): the local shards.
+- FSDP / FSDP2 + ShardedEMAModel (what SEMAHook builds): the local shards;
+- DeepSpeed ZeRO-2 / ZeRO-3 + ShardedEMAModel (when DeepSpeed is installed;
+  ``--no-deepspeed`` skips it): this rank's part of the fp32 master
+  weights. "local params" is what the model holds on the rank: all of it
+  under ZeRO-2 (only gradients and optimizer state are partitioned), the
+  ``ds_tensor`` partitions under ZeRO-3.
 
 Bytes are counted from the tensors themselves (``numel * element_size``).
 
@@ -57,7 +63,37 @@ def time_update(ema, model, repeat):
     return (time.perf_counter() - start) / repeat * 1e3
 
 
-def worker(rank, world, port, width, depth, repeat, queue):
+def deepspeed_rows(width, depth, repeat):
+    """ZeRO-2 and ZeRO-3 rows (one engine at a time)."""
+    import deepspeed
+
+    from sema_mm.models import ShardedEMAModel
+    rows = []
+    for stage in (2, 3):
+        model = mlp(width, depth)
+        engine, *_ = deepspeed.initialize(
+            model=model,
+            optimizer=torch.optim.SGD(model.parameters(), lr=1e-3),
+            config=dict(
+                train_micro_batch_size_per_gpu=4,
+                zero_optimization=dict(stage=stage),
+                zero_allow_untested_optimizer=True,
+                steps_per_print=10**12))
+        loss = engine(torch.randn(4, width)).square().mean()
+        engine.backward(loss)
+        engine.step()
+        params = list(engine.module.parameters())
+        local = nbytes(p.ds_tensor for p in params) if stage == 3 else \
+            nbytes(params)
+        ema = ShardedEMAModel(engine.module, momentum=0.001, root=engine)
+        ms = time_update(ema, engine.module, repeat)
+        rows.append((f'DeepSpeed ZeRO-{stage} + ShardedEMAModel (SEMAHook)',
+                     local, ema.ema_bytes(), ms))
+        del engine, ema, model, params
+    return rows
+
+
+def worker(rank, world, port, width, depth, repeat, use_deepspeed, queue):
     os.environ.update(
         MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank),
         LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
@@ -106,6 +142,9 @@ def worker(rank, world, port, width, depth, repeat, queue):
     rows.append(('FSDP2 + ShardedEMAModel (SEMAHook)',
                  nbytes(p.to_local() for p in model.parameters()),
                  ema.ema_bytes(), ms))
+    del model, ema
+    if use_deepspeed:
+        rows += deepspeed_rows(width, depth, repeat)
     queue.put((rank, rows))
     dist.destroy_process_group()
 
@@ -122,13 +161,22 @@ def main():
     parser.add_argument('--width', type=int, default=1024)
     parser.add_argument('--depth', type=int, default=8)
     parser.add_argument('--repeat', type=int, default=20)
+    parser.add_argument('--no-deepspeed', action='store_true',
+                        help='skip the DeepSpeed rows')
     args = parser.parse_args()
+    use_deepspeed = not args.no_deepspeed
+    if use_deepspeed:
+        try:
+            import deepspeed  # noqa: F401
+        except ImportError:
+            print('DeepSpeed is not installed: no DeepSpeed rows')
+            use_deepspeed = False
     ctx = mp.get_context('spawn')
     queue = ctx.SimpleQueue()
     mp.spawn(
         worker,
         args=(args.nproc, free_port(), args.width, args.depth, args.repeat,
-              queue),
+              use_deepspeed, queue),
         nprocs=args.nproc,
         join=True)
     results = dict(queue.get() for _ in range(args.nproc))
