@@ -91,6 +91,16 @@ CASES = [(recipe.format(v), v, spec) for recipe, spec in RECIPES.items()
 IDS = [name for name, _, _ in CASES]
 
 
+# sharded-training variants of a shipped SEMA config -> (the config they
+# inherit, strategy type)
+SHARDED = {
+    'resnet/resnet50_8xb32-coslr_sema_deepspeed-zero3_in1k':
+    ('./resnet50_8xb32-coslr_sema_in1k.py', 'ResumableDeepSpeedStrategy'),
+    'resnet/resnet50_8xb32-coslr_sema_fsdp_in1k':
+    ('./resnet50_8xb32-coslr_sema_in1k.py', 'ResumableFSDPStrategy'),
+}
+
+
 def _path(name):
     return osp.join(ROOT, name + '.py')
 
@@ -101,7 +111,25 @@ def test_every_shipped_config_is_covered():
         for p in glob.glob(osp.join(ROOT, '**', '*.py'), recursive=True)
         if '_base_' not in p
     }
-    assert shipped == set(IDS)
+    assert shipped == set(IDS) | set(SHARDED)
+
+
+@pytest.mark.parametrize('name', list(SHARDED))
+def test_sharded_config_changes_the_strategy_only(name):
+    """The FSDP / DeepSpeed configs inherit the SEMA config next to them and
+    change how the model is run, not the recipe or the hook."""
+    base, strategy = SHARDED[name]
+    text = open(_path(name)).read()
+    assert re.search(r"^_base_ = '([^']+)'$", text, re.M).group(1) == base
+    cfg = Config.fromfile(_path(name))
+    ref = Config.fromfile(osp.join(osp.dirname(_path(name)), base))
+    assert cfg.runner_type == 'FlexibleRunner'
+    assert cfg.strategy.type == strategy
+    assert cfg.custom_hooks == ref.custom_hooks
+    assert cfg.custom_imports == ref.custom_imports
+    for key in ('model', 'train_dataloader', 'param_scheduler', 'train_cfg'):
+        assert cfg[key] == ref[key]
+    assert cfg.optim_wrapper.optimizer == ref.optim_wrapper.optimizer
 
 
 @pytest.mark.parametrize('name,variant,spec', CASES, ids=IDS)

@@ -117,3 +117,61 @@ def test_dist_train_user_config(imagenet, tmp_path):
     ckpt = torch.load(osp.join(work, 'epoch_2.pth'), map_location='cpu',
                       weights_only=True)
     assert ckpt['meta']['epoch'] == 2
+
+
+SHARDED = {
+    'deepspeed-zero3': 'resnet50_8xb32-coslr_sema_deepspeed-zero3_in1k.py',
+    'fsdp': 'resnet50_8xb32-coslr_sema_fsdp_in1k.py',
+}
+
+
+@pytest.mark.parametrize('engine', list(SHARDED))
+def test_dist_train_sharded_config_resume_export(engine, imagenet, tmp_path):
+    """A user's config inheriting the shipped FSDP / DeepSpeed ZeRO-3 config
+    trains on 2 processes through tools/dist_train.sh, validates the EMA,
+    resumes from its sharded checkpoint, and the exported EMA reproduces the
+    last validation through tools/test.py with the unsharded config."""
+    user_cfg = tmp_path / 'my_sharded_sema.py'
+    user_cfg.write_text(
+        f"_base_ = ['{osp.join(CONFIGS, 'resnet', SHARDED[engine])}']\n"
+        "model = dict(backbone=dict(depth=18),\n"
+        "             head=dict(in_channels=512, num_classes=6))\n"
+        "custom_hooks = [dict(type='SEMAHook', momentum=0.01)]\n")
+    work = str(tmp_path / 'work')
+    opts = [o for o in overrides(imagenet, batch_size=4)
+            if not o.startswith('model.')]
+    import os
+
+    def dist_train(max_epochs, *extra):
+        os.environ['PORT'] = str(free_port())
+        try:
+            return run_tool(['dist_train.sh', str(user_cfg), '2',
+                             '--work-dir', work, *extra, '--cfg-options',
+                             *opts, f'train_cfg.max_epochs={max_epochs}'],
+                            tmp_path / f'dist{max_epochs}.log')
+        finally:
+            os.environ.pop('PORT', None)
+
+    log = dist_train(2)
+    # 24 images over 2 ranks of batch 4: 3 iterations per epoch.
+    steps = [re.search(r'switch (\d+) \(epoch (\d+), iter (\d+)\)',
+                       line).groups() for line in switch_lines(log)]
+    assert steps == [('1', '1', '3'), ('2', '2', '6')]
+    assert osp.isdir(osp.join(work, 'epoch_2.pth'))  # one file per rank
+
+    log = dist_train(3, '--resume')
+    assert re.search(r'resumed epoch: 2, iter: 6', log)
+    assert [line.split('SEMAHook: ')[1].split(':')[0]
+            for line in switch_lines(log)] == ['switch 3 (epoch 3, iter 9)']
+    vals = val_records(work, 'accuracy')
+    assert [r['step'] for r in vals] == [1, 2, 3]
+
+    out = str(tmp_path / 'ema.pth')
+    run_tool(['export_ema.py', osp.join(work, 'epoch_3.pth'), out],
+             tmp_path / 'export.log')
+    test_log = run_tool([
+        'test.py', CONFIG, out, '--work-dir', str(tmp_path / 'test'),
+        '--cfg-options', *overrides(imagenet)
+    ], tmp_path / 'test.log')
+    top1 = float(re.findall(r'accuracy/top1: ([\d.]+)', test_log)[-1])
+    assert top1 == pytest.approx(vals[-1]['accuracy/top1'], abs=1e-3)

@@ -127,6 +127,18 @@ def test_cpu_model_wrapper_cfg():
         assert changed is True
         assert cfg.model_wrapper_cfg == dict(
             type='MMDistributedDataParallel', device_ids=None)
+    # FlexibleRunner + FSDP: the strategy's wrapper gets the CPU device,
+    # unless the config names one
+    cfg = Config(dict(runner_type='FlexibleRunner', strategy=dict(
+        type='ResumableFSDPStrategy',
+        model_wrapper=dict(use_orig_params=True))))
+    changed = cpu_model_wrapper_cfg(cfg, 'pytorch')
+    assert 'model_wrapper_cfg' not in cfg
+    if not torch.cuda.is_available():
+        assert changed is True
+        assert cfg.strategy.model_wrapper == dict(
+            use_orig_params=True, device_id=torch.device('cpu'))
+        assert cpu_model_wrapper_cfg(cfg, 'pytorch') is False
 
 
 @pytest.mark.parametrize('backend', ['pillow', 'cv2'])

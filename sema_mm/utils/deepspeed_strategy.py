@@ -1,6 +1,6 @@
 """mmengine 0.10.7's ``DeepSpeedStrategy`` on current DeepSpeed, with resume.
 
-Two problems, two fixes:
+Three problems, three fixes:
 
 - ``DeepSpeedStrategy.__init__`` registers DeepSpeed's optimizers through
   ``mmengine._strategy.deepspeed.register_deepspeed_optimizers``, which
@@ -10,6 +10,10 @@ Two problems, two fixes:
   :func:`fix_deepspeed_optimizer_registry` puts in its place a version that
   registers the optimizers this DeepSpeed has and skips the others;
   ``import sema_mm`` applies it.
+- ``FlexibleRunner`` gives ``train_micro_batch_size_per_gpu`` (the train
+  dataloader's batch size, which DeepSpeed requires) only to a strategy
+  named exactly ``DeepSpeedStrategy``; :class:`ResumableDeepSpeedStrategy`
+  takes it from the runner itself.
 - ``DeepSpeedStrategy.save_checkpoint``, ``resume`` and
   ``load_checkpoint`` ignore their ``callback`` argument, through which
   ``FlexibleRunner`` calls the hooks' ``before_save_checkpoint`` and
@@ -77,6 +81,16 @@ class ResumableDeepSpeedStrategy(DeepSpeedStrategy):
     """``DeepSpeedStrategy`` that lets the hooks see the checkpoints it
     saves and loads (``before_save_checkpoint``,
     ``after_load_checkpoint``)."""
+
+    def _wrap_model(self, model):
+        # FlexibleRunner fills in train_micro_batch_size_per_gpu (which
+        # DeepSpeed requires) from the train dataloader only for a strategy
+        # named exactly 'DeepSpeedStrategy'; do the same here unless the
+        # config sets it.
+        self.config.setdefault(
+            'train_micro_batch_size_per_gpu',
+            self.dispatch_kwargs.get('train_micro_batch_size_per_gpu', 1))
+        return super()._wrap_model(model)
 
     def save_checkpoint(self,
                         filename: str,

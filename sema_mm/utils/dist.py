@@ -102,14 +102,16 @@ def _slurm_env_to_torchrun_env() -> None:
 
 
 def cpu_model_wrapper_cfg(cfg, launcher: str) -> bool:
-    """Let the default DDP wrapper accept a CPU module.
+    """Let the default DDP wrapper (or FSDPStrategy's) accept a CPU module.
 
     mmengine wraps the model with ``device_ids=[LOCAL_RANK]`` by default,
     which ``DistributedDataParallel`` rejects for a module on the CPU. When
     the job is distributed, CUDA is unavailable and the config names no
     wrapper of its own, this sets
     ``model_wrapper_cfg=dict(type='MMDistributedDataParallel',
-    device_ids=None)``.
+    device_ids=None)``. Under ``FlexibleRunner`` with an FSDP strategy
+    (whose wrapper would move the module to a GPU), it sets
+    ``strategy.model_wrapper.device_id=torch.device('cpu')`` instead.
 
     Args:
         cfg (mmengine.Config): The config, changed in place.
@@ -122,6 +124,13 @@ def cpu_model_wrapper_cfg(cfg, launcher: str) -> bool:
     _check_launcher(launcher)
     if launcher == 'none' or torch.cuda.is_available():
         return False
+    strategy = cfg.get('strategy') or {}
+    if 'FSDP' in str(strategy.get('type', '')):
+        wrapper = strategy.setdefault('model_wrapper', {})
+        if 'device_id' in wrapper:
+            return False
+        wrapper['device_id'] = torch.device('cpu')
+        return True
     wrapper = cfg.get('model_wrapper_cfg')
     if wrapper is None:
         cfg.model_wrapper_cfg = dict(
