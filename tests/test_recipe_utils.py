@@ -13,6 +13,7 @@ import sema_mm  # noqa: F401
 from sema_mm.hooks import SSLSwitchHook
 from sema_mm.utils import (cpu_model_wrapper_cfg, fix_mmcv_adjust_hue_numpy2,
                            strip_collate_fn_scope)
+from test_distributed import free_port
 
 
 class TeacherStudent(nn.Module):
@@ -112,6 +113,31 @@ def test_strip_collate_fn_scope():
     assert strip_collate_fn_scope(cfg) == ['train_dataloader']
     assert cfg.train_dataloader.collate_fn == dict(type='default_collate')
     assert strip_collate_fn_scope(cfg) == []
+
+
+def _ssl_on_sharded_model(rank, out):
+    import os
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()),
+                      RANK='0', WORLD_SIZE='1', LOCAL_RANK='0')
+    torch.distributed.init_process_group('gloo')
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+    model = TeacherStudent()
+    fully_shard(model, mesh=init_device_mesh('cpu', (1, )))
+    try:
+        SSLSwitchHook().before_run(SimpleNamespace(model=model))
+        result = None
+    except NotImplementedError as e:
+        result = str(e)
+    torch.save(result, out)
+    torch.distributed.destroy_process_group()
+
+
+def test_ssl_switch_hook_refuses_sharded_models(tmp_path):
+    out = str(tmp_path / 'result')
+    torch.multiprocessing.spawn(_ssl_on_sharded_model, args=(out, ),
+                                nprocs=1, join=True)
+    assert "sharded models ('fsdp2')" in torch.load(out)
 
 
 def test_cpu_model_wrapper_cfg():

@@ -15,6 +15,7 @@ from mmengine.logging import print_log
 from mmengine.model import BaseAveragedModel, is_model_wrapper
 from mmengine.registry import HOOKS
 
+from ..models.sharded_ema import sharded_kind
 from ..models.switch_ema import (copy_ema_to, ema_pairs, foreach_copy_,
                                  switch_statistics)
 from .sema_hook import DATA_BATCH, SEMAHook
@@ -140,6 +141,12 @@ class SSLSwitchHook(SEMAHook):
             runner (Runner): The runner of the training process.
         """
         model = runner.model
+        kind = sharded_kind(model)
+        if kind is not None:
+            raise NotImplementedError(
+                f'SSLSwitchHook does not support sharded models ({kind!r}): '
+                "the algorithm's own target network is a full copy that the "
+                'hook cannot switch shard-wise; train with DDP')
         if is_model_wrapper(model):
             model = model.module
         self.ema_model, self.src_model, names = self.find_pair(model)
