@@ -6,7 +6,7 @@ parameters and gradient accumulation inside the engine: the EMA follows this
 rank's part of the fp32 master weights only and moves once per optimizer
 step; after every epoch-end switch the gathered model and EMA are the same
 on both ranks and equal those of one process with the same global batch
-(which ``tests/test_distributed.py`` shows equal to DDP); validation sees
+and (without accumulation) of the DDP run; validation sees
 the EMA; resuming from the DeepSpeed checkpoint of epoch 2 gives a bitwise
 identical epoch 3; tools/export_ema.py turns the checkpoint directory into
 one state dict that loads into the unsharded model and equals the gathered
@@ -32,7 +32,7 @@ from mmengine.registry import HOOKS
 from sema_mm.models import gather_full_state_dict
 from sema_mm.utils import init_gloo_if_no_cuda
 from sema_testing import RegressionModel
-from test_distributed import free_port, make_cfg
+from test_distributed import free_port, make_cfg, run_ddp
 from test_distributed import train as train_runner
 from test_sharded import ShardRecorder, WORLD_SIZE, _env, close
 from test_sharded import (assert_resumed_bitwise, export_ema, fsdp_cfg,
@@ -104,8 +104,17 @@ def run(work_dir, case, max_epochs, resume_from=None):
     return [torch.load(f'{out}.rank{r}') for r in range(WORLD_SIZE)]
 
 
+@pytest.fixture(scope='module')
+def ddp_records(tmp_path_factory):
+    """The DDP run (2 x 3 samples, SEMAHook) the ZeRO runs are compared
+    with, once for the module."""
+    records = run_ddp(str(tmp_path_factory.mktemp('ddp')), 3)[0]
+    records.pop()
+    return records
+
+
 @pytest.mark.parametrize('case', list(CASES))
-def test_deepspeed_matches_single_resumes_and_exports(case):
+def test_deepspeed_matches_single_resumes_and_exports(case, ddp_records):
     stage, accumulate, _ = CASES[case]
     tmp = tempfile.TemporaryDirectory()
     root = tmp.name
@@ -146,6 +155,11 @@ def test_deepspeed_matches_single_resumes_and_exports(case):
         for i, n in enumerate(names):
             close(m_d[n], m_s[i])
             close(e_d[n], e_s[i])
+    if accumulate == 1:  # and as DDP (2 x 3)
+        for (m_d, e_d, _, _), (m_p, e_p) in zip(rec0, ddp_records):
+            for i, n in enumerate(names):
+                close(m_d[n], m_p[i])
+                close(e_d[n], e_p[i])
 
     # resume from DeepSpeed's checkpoint of epoch 2: bitwise equal
     ckpt = osp.join(root, 'ds', 'epoch_2.pth')
