@@ -26,7 +26,7 @@
 # imports torch; an isolated build would download another torch) and with
 # no ops prebuilt; the one op a CPU run needs (deepspeed_shm_comm, its
 # collective communication on the CPU) is JIT-compiled here with ninja/g++
-# (about 2.5 minutes on 2 cores) into torch's extension cache, so that the
+# (22 s on 2 idle cores) into torch's extension cache, so that the
 # first training run does not stop to compile it.
 #
 # Environment: PYTHON (default: python), MMCV_BUILD_DIR (where the sdist is

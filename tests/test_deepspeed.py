@@ -63,7 +63,7 @@ def deepspeed_cfg(work_dir, case, max_epochs, resume_from=None,
         # torch's SGD is not one of DeepSpeed's own optimizers
         config=dict(zero_allow_untested_optimizer=True),
         zero_optimization=zero,
-        # DeepSpeed >= 0.18 clips gradients at norm 1.0 unless told not to;
+        # DeepSpeed 0.19.8 clips gradients at norm 1.0 unless told not to;
         # the reference runs do not clip
         gradient_clipping=0.0,
         train_micro_batch_size_per_gpu=3,
