@@ -10,14 +10,16 @@ and (without accumulation) of the DDP run; validation sees
 the EMA; resuming from the DeepSpeed checkpoint of epoch 2 gives a bitwise
 identical epoch 3; tools/export_ema.py turns the checkpoint directory into
 one state dict that loads into the unsharded model and equals the gathered
-EMA. With bf16, the EMA is that of the fp32 master weights, and a switch
-writes the master weights and the bf16 parameters. What SEMAHook cannot
+EMA. ZeRO-2 fragments that split a parameter between ranks are averaged
+and cut exactly. With bf16, the EMA is that of the fp32 master weights,
+and a switch writes the master weights and the bf16 parameters. What SEMAHook cannot
 keep right (the stock DeepSpeedStrategy, ZeRO stage 0) is refused before
 the first step.
 
 The first DeepSpeed run on a machine JIT-compiles DeepSpeed's CPU
 communication op (``scripts/install_stack.sh`` does it at install time).
 """
+import math
 import os
 import os.path as osp
 import tempfile
@@ -243,6 +245,92 @@ def test_deepspeed_bf16_ema_follows_fp32_master_weights(case):
     for (m0, e0, p0), (m1, e1, p1) in zip(*records):
         for n in names:
             assert torch.equal(e0[n], e1[n]) and torch.equal(p0[n], p1[n])
+
+
+def zero2_loop_worker(rank, port, state, out):
+    """ZeRO-2 on an MLP whose parameters straddle the two ranks' partitions,
+    in a hand-written loop: update every step, switch every 2."""
+    _env(rank, port)
+    init_gloo_if_no_cuda('pytorch')
+    from sema_mm.models import ShardedEMAModel
+    model = mlp()
+    model.load_state_dict(state)
+    engine, *_ = deepspeed.initialize(
+        model=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.05),
+        config=dict(train_micro_batch_size_per_gpu=3,
+                    zero_optimization=dict(stage=2), gradient_clipping=0.0,
+                    zero_allow_untested_optimizer=True,
+                    steps_per_print=10**12))
+    ema = ShardedEMAModel(engine.module, momentum=0.2, root=engine)
+    x, y = mlp_data()
+    for n in range(5):
+        xb, yb = x[6 * n:6 * n + 6], y[6 * n:6 * n + 6]
+        loss = (engine(xb[rank::2]).squeeze(-1) - yb[rank::2]).square()
+        engine.backward(loss.mean())
+        engine.step()
+        ema.update_parameters(engine.module)
+        if n % 2 == 1:
+            ema.copy_to(engine.module)
+    # parameters whose master weights are split between the ranks
+    split = [n for n, s in ema.shards.items()
+             if 0 < s.numel() < math.prod(ema.full_shapes[n])]
+    full = ema.full_state(engine.module)
+    before = {n: t.clone() for n, t in ema.shards.items()}
+    for t in ema.shards.values():
+        t.zero_()
+    ema.load_state_dict(full)  # cut back into this rank's fragments
+    reloaded = all(torch.equal(before[n], t) for n, t in ema.shards.items())
+    torch.save(dict(split=split, ema=full['params'], reloaded=reloaded,
+                    model=gather_full_state_dict(engine, ema.kind),
+                    bytes=ema.ema_bytes()), f'{out}.rank{rank}')
+    torch.distributed.destroy_process_group()
+
+
+def mlp():
+    return torch.nn.Sequential(
+        torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+
+
+def mlp_data():
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(30, 8, generator=g), torch.randn(30, generator=g)
+
+
+def test_zero2_fragments_split_inside_parameters():
+    """ZeRO-2 cuts the flat master weights between ranks in the middle of
+    parameters: the EMA of the fragments equals SwitchEMAModel on one
+    process, the model after the switches too, and a 'full' state cuts back
+    into the same fragments."""
+    from sema_mm.models import SwitchEMAModel
+    torch.manual_seed(0)
+    model = mlp()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with tempfile.TemporaryDirectory() as root:
+        out = osp.join(root, 'zero2')
+        mp.spawn(zero2_loop_worker, args=(free_port(), state, out),
+                 nprocs=WORLD_SIZE, join=True)
+        res = [torch.load(f'{out}.rank{r}') for r in range(WORLD_SIZE)]
+    assert res[0]['split'] and res[0]['split'] == res[1]['split']
+    assert all(r['reloaded'] for r in res)
+    numel = sum(t.numel() for t in state.values())
+    assert res[0]['bytes'] + res[1]['bytes'] == numel * 4
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    ema = SwitchEMAModel(model, momentum=0.2)
+    x, y = mlp_data()
+    for n in range(5):
+        opt.zero_grad()
+        (model(x[6 * n:6 * n + 6]).squeeze(-1) -
+         y[6 * n:6 * n + 6]).square().mean().backward()
+        opt.step()
+        ema.update_parameters(model)
+        if n % 2 == 1:
+            ema.copy_to(model)
+    ref_ema = ema.module.state_dict()
+    for n, t in model.state_dict().items():
+        close(res[0]['ema'][n], ref_ema[n])
+        close(res[0]['model'][n], t)
+        assert torch.equal(res[0]['ema'][n], res[1]['ema'][n])
 
 
 def refusal_worker(rank, port, work_dir, case, strategy, out):

@@ -205,7 +205,7 @@ def _zero_local(param: Tensor, rank: int) -> Tensor:
     return param.data.new_empty(0)
 
 
-def _zero_layout(params, kind: str, rank: int):
+def _zero_layout(params, kind: str):
     """Unsharded shapes and flat start offsets of the local pieces under
     DeepSpeed (``kind`` ``'zero3'`` or ``'zero'``)."""
     shapes, offsets = {}, {}
@@ -367,8 +367,7 @@ class ShardedEMAModel(nn.Module):
         # Where each local shard sits in its full parameter, so that saved
         # shards can be stitched together offline (tools/export_ema.py).
         if self.kind in ('zero', 'zero3'):
-            self.full_shapes, self.offsets = _zero_layout(
-                params, self.kind, self.rank)
+            self.full_shapes, self.offsets = _zero_layout(params, self.kind)
         else:
             infos = (_fsdp1_shard_infos(self._root)
                      if self.kind == 'fsdp' else {})
@@ -469,8 +468,7 @@ class ShardedEMAModel(nn.Module):
         elif self._num_updates % self.interval == 0:
             torch._foreach_lerp_(self._avg_ema, avg_s, self.momentum)
         if self._copy_ema:
-            foreach_copy_(self._copy_ema,
-                                 [src[i] for i in self._copy_idx])
+            foreach_copy_(self._copy_ema, [src[i] for i in self._copy_idx])
         self.steps.add_(self._one)
         self._num_updates += 1
 
@@ -480,7 +478,7 @@ class ShardedEMAModel(nn.Module):
         src = self._model_list(model)
         idx = self._avg_idx + self._copy_idx
         foreach_copy_([self._ema_list()[i] for i in idx],
-                             [src[i] for i in idx])
+                      [src[i] for i in idx])
 
     def _pairs(self, model: nn.Module) -> Tuple[List[Tensor], List[Tensor]]:
         ema, src = self._ema_list(), self._model_list(model)
@@ -699,7 +697,6 @@ class ShardedEMAModel(nn.Module):
             return gather_full_state_dict(self._root, self.kind)
         finally:
             self.swap(model)
-
 
     def _stitched_state_dict(self, model: nn.Module) -> Dict[str, Tensor]:
         """:meth:`full_state_dict` by gathering every rank's local state
