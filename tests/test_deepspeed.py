@@ -12,9 +12,9 @@ identical epoch 3; tools/export_ema.py turns the checkpoint directory into
 one state dict that loads into the unsharded model and equals the gathered
 EMA. ZeRO-2 fragments that split a parameter between ranks are averaged
 and cut exactly. With bf16, the EMA is that of the fp32 master weights,
-and a switch writes the master weights and the bf16 parameters. What SEMAHook cannot
-keep right (the stock DeepSpeedStrategy, ZeRO stage 0) is refused before
-the first step.
+and a switch writes the master weights and the bf16 parameters. What
+SEMAHook cannot keep right (the stock DeepSpeedStrategy, ZeRO stage 0) is
+refused before the first step.
 
 The first DeepSpeed run on a machine JIT-compiles DeepSpeed's CPU
 communication op (``scripts/install_stack.sh`` does it at install time).
