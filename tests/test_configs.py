@@ -117,7 +117,9 @@ def test_every_shipped_config_is_covered():
 @pytest.mark.parametrize('name', list(SHARDED))
 def test_sharded_config_changes_the_strategy_only(name):
     """The FSDP / DeepSpeed configs inherit the SEMA config next to them and
-    change how the model is run, not the recipe or the hook."""
+    change how the model is run, not the recipe or the hook; they add
+    mmengine's SyncBuffersHook, because neither engine broadcasts buffers as
+    DDP does."""
     base, strategy = SHARDED[name]
     text = open(_path(name)).read()
     assert re.search(r"^_base_ = '([^']+)'$", text, re.M).group(1) == base
@@ -126,6 +128,10 @@ def test_sharded_config_changes_the_strategy_only(name):
     assert cfg.runner_type == 'FlexibleRunner'
     assert cfg.strategy.type == strategy
     assert cfg.custom_hooks == ref.custom_hooks
+    assert cfg.default_hooks.sync_buffers == dict(type='SyncBuffersHook')
+    assert 'sync_buffers' not in ref.default_hooks
+    for key in ref.default_hooks:
+        assert cfg.default_hooks[key] == ref.default_hooks[key]
     assert cfg.custom_imports == ref.custom_imports
     for key in ('model', 'train_dataloader', 'param_scheduler', 'train_cfg'):
         assert cfg[key] == ref[key]

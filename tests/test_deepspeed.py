@@ -32,7 +32,7 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
 from sema_mm.models import gather_full_state_dict
-from sema_mm.utils import init_gloo_if_no_cuda
+from sema_mm.utils import close_process_group, init_gloo_if_no_cuda
 from sema_testing import RegressionModel
 from test_distributed import free_port, make_cfg, run_ddp
 from test_distributed import train as train_runner
@@ -92,7 +92,8 @@ def worker(rank, port, work_dir, case, max_epochs, resume_from, out):
     sema = rec._sema(runner)
     torch.save((rec.records, rec.val_seen, sema.ema_model.kind),
                f'{out}.rank{rank}')
-    torch.distributed.destroy_process_group()
+    del runner, rec, sema
+    close_process_group()
 
 
 def run(work_dir, case, max_epochs, resume_from=None):
@@ -219,7 +220,8 @@ def bf16_worker(rank, port, work_dir, case, out):
     runner.train()
     rec = next(h for h in runner.hooks if isinstance(h, MasterRecorder))
     torch.save(rec.records, f'{out}.rank{rank}')
-    torch.distributed.destroy_process_group()
+    del runner, rec
+    close_process_group()
 
 
 @pytest.mark.parametrize('case', ['zero2', 'zero3'])
@@ -284,7 +286,8 @@ def zero2_loop_worker(rank, port, state, out):
     torch.save(dict(split=split, ema=full['params'], reloaded=reloaded,
                     model=gather_full_state_dict(engine, ema.kind),
                     bytes=ema.ema_bytes()), f'{out}.rank{rank}')
-    torch.distributed.destroy_process_group()
+    del engine, ema, model
+    close_process_group()
 
 
 def mlp():
@@ -349,7 +352,8 @@ def refusal_worker(rank, port, work_dir, case, strategy, out):
     except (ValueError, NotImplementedError) as e:
         result = (type(e).__name__, str(e))
     torch.save((result, os.listdir(work_dir)), out)
-    torch.distributed.destroy_process_group()
+    del runner
+    close_process_group()
 
 
 @pytest.mark.parametrize('case,strategy,error,words', [

@@ -130,7 +130,9 @@ def test_dist_train_sharded_config_resume_export(engine, imagenet, tmp_path):
     """A user's config inheriting the shipped FSDP / DeepSpeed ZeRO-3 config
     trains on 2 processes through tools/dist_train.sh, validates the EMA,
     resumes from its sharded checkpoint, and the exported EMA reproduces the
-    last validation through tools/test.py with the unsharded config."""
+    last validation through tools/test.py with the unsharded config (the
+    shipped config's SyncBuffersHook gives both the same BatchNorm
+    statistics; without it each rank validates with its own)."""
     user_cfg = tmp_path / 'my_sharded_sema.py'
     user_cfg.write_text(
         f"_base_ = ['{osp.join(CONFIGS, 'resnet', SHARDED[engine])}']\n"

@@ -11,8 +11,8 @@ from mmengine.model import ExponentialMovingAverage
 
 import sema_mm  # noqa: F401
 from sema_mm.hooks import SSLSwitchHook
-from sema_mm.utils import (cpu_model_wrapper_cfg, fix_mmcv_adjust_hue_numpy2,
-                           strip_collate_fn_scope)
+from sema_mm.utils import (close_process_group, cpu_model_wrapper_cfg,
+                           fix_mmcv_adjust_hue_numpy2, strip_collate_fn_scope)
 from test_distributed import free_port
 
 
@@ -138,6 +138,24 @@ def test_ssl_switch_hook_refuses_sharded_models(tmp_path):
     torch.multiprocessing.spawn(_ssl_on_sharded_model, args=(out, ),
                                 nprocs=1, join=True)
     assert "sharded models ('fsdp2')" in torch.load(out)
+
+
+def _close_group(rank, out):
+    import os
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()),
+                      RANK='0', WORLD_SIZE='1', LOCAL_RANK='0')
+    torch.distributed.init_process_group('gloo')
+    close_process_group()
+    closed = not torch.distributed.is_initialized()
+    close_process_group()  # nothing left: a no-op
+    torch.save(closed, out)
+
+
+def test_close_process_group(tmp_path):
+    out = str(tmp_path / 'closed')
+    torch.multiprocessing.spawn(_close_group, args=(out, ), nprocs=1,
+                                join=True)
+    assert torch.load(out) is True
 
 
 def test_cpu_model_wrapper_cfg():

@@ -19,7 +19,7 @@ from mmengine.evaluator import DumpResults
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import sema_mm  # noqa: E402,F401
-from sema_mm.utils import build_runner  # noqa: E402
+from sema_mm.utils import build_runner, close_process_group  # noqa: E402
 
 _OUT_ITEMS = ('metrics', 'pred')
 
@@ -116,6 +116,8 @@ def main(argv=None):
             DumpResults(out_file_path=args.out))
 
     metrics = runner.test()
+    del runner  # before the process group goes: see close_process_group
+    close_process_group()
 
     if args.out and args.out_item == 'metrics':
         mmengine.dump(metrics, args.out)

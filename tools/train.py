@@ -23,7 +23,7 @@ from mmengine.config import Config, DictAction
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import sema_mm  # noqa: E402,F401  (registers hooks, allow-lists checkpoints)
-from sema_mm.utils import build_runner  # noqa: E402
+from sema_mm.utils import build_runner, close_process_group  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -153,6 +153,8 @@ def main(argv=None):
 
     runner = build_runner(cfg, args.launcher)
     runner.train()
+    del runner  # before the process group goes: see close_process_group
+    close_process_group()
 
 
 if __name__ == '__main__':

@@ -15,3 +15,9 @@ strategy = dict(
     # the recipe's torch SGD is not one of DeepSpeed's own optimizers
     config=dict(zero_allow_untested_optimizer=True))
 optim_wrapper = dict(type='DeepSpeedOptimWrapper')
+
+# Unlike DDP, FSDP and DeepSpeed do not broadcast buffers: each rank's
+# BatchNorm statistics follow its own batches. Average them at the end of
+# every epoch, so that validation on N ranks and the exported EMA (whose
+# buffers are rank 0's) see the same statistics.
+default_hooks = dict(sync_buffers=dict(type='SyncBuffersHook'))

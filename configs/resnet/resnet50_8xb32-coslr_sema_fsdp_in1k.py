@@ -11,3 +11,9 @@ strategy = dict(
     type='ResumableFSDPStrategy',
     # SEMAHook needs the original parameters visible
     model_wrapper=dict(use_orig_params=True))
+
+# Unlike DDP, FSDP and DeepSpeed do not broadcast buffers: each rank's
+# BatchNorm statistics follow its own batches. Average them at the end of
+# every epoch, so that validation on N ranks and the exported EMA (whose
+# buffers are rank 0's) see the same statistics.
+default_hooks = dict(sync_buffers=dict(type='SyncBuffersHook'))
