@@ -24,7 +24,7 @@ Three problems, three fixes:
   ``strategy=dict(type='ResumableDeepSpeedStrategy', ...)``; SEMAHook
   refuses to train under the stock strategy rather than lose its EMA.
 
-Both can be deleted the day mmengine fixes them.
+All three can go the day mmengine fixes them.
 """
 import importlib
 from typing import Callable, List, Optional, Union
