@@ -80,10 +80,7 @@ def worker(rank, port, work_dir, case, max_epochs, resume_from, out):
     _env(rank, port)
     init_gloo_if_no_cuda('pytorch')
     import sema_mm  # noqa: F401  (DeepSpeedStrategy fix, SEMAHook)
-    from mmengine.registry import METRICS
     from mmengine.runner._flexible_runner import FlexibleRunner
-    from mmengine.testing.runner_test_case import ToyMetric
-    METRICS.register_module(module=ToyMetric, force=True)
     register()
     runner = FlexibleRunner.from_cfg(
         deepspeed_cfg(work_dir, case, max_epochs, resume_from))

@@ -22,7 +22,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.hooks import Hook
-from mmengine.registry import DATASETS, HOOKS, MODELS
+from mmengine.registry import DATASETS, HOOKS, METRICS, MODELS
 
 from sema_mm.models import (ShardedEMAModel, SwitchEMAModel,
                             gather_full_state_dict)
@@ -54,8 +54,8 @@ class ShardRecorder(Hook):
         sema = self._sema(runner)
         model = gather_full_state_dict(runner.model, sema.ema_model.kind)
         ema = sema.ema_model.full_state_dict(sema.src_model)
-        self.records.append(
-            (model, ema, sema.ema_model.ema_bytes(), int(sema.ema_model.steps)))
+        self.records.append((model, ema, sema.ema_model.ema_bytes(),
+                             int(sema.ema_model.steps)))
 
     def before_val_epoch(self, runner):
         # SEMAHook (NORMAL) has swapped the EMA in already
@@ -65,6 +65,10 @@ class ShardRecorder(Hook):
 
 
 def register():
+    """Register the toy model, data, metric and recorder (in every
+    spawned process)."""
+    from mmengine.testing.runner_test_case import ToyMetric
+    METRICS.register_module(module=ToyMetric, force=True)
     MODELS.register_module(module=RegressionModel, force=True)
     DATASETS.register_module(module=RegressionDataset, force=True)
     HOOKS.register_module(module=ShardRecorder, force=True)
@@ -127,9 +131,6 @@ def fsdp_worker(rank, port, work_dir, max_epochs, resume_from, out,
     _env(rank, port)
     init_gloo_if_no_cuda('pytorch')
     from mmengine.runner._flexible_runner import FlexibleRunner
-    from mmengine.testing.runner_test_case import ToyMetric
-    from mmengine.registry import METRICS
-    METRICS.register_module(module=ToyMetric, force=True)
     register()
     runner = FlexibleRunner.from_cfg(
         fsdp_cfg(work_dir, max_epochs, resume_from, state_dict_cfg))
